@@ -133,3 +133,35 @@ def test_denoiser_training_resumes_after_interruption(tmp_path, monkeypatch):
     loaded = td.load_denoiser(tmp_path / "run.pt")
     z = torch.randn(1, 3, 8, 8)
     assert torch.allclose(loaded(z, torch.zeros_like(z)), resumed(z, torch.zeros_like(z)))
+
+
+def test_channel_space_is_the_models_standardised_input(tiny_cnn, shapes_batch):
+    from xattr.metrics._perturb import make_generator, noise_field
+    from xattr.tasks._diffib_common import space_tag
+
+    x = shapes_batch["image"]
+    view = DiffIB(tiny_cnn).classifier_view(3)
+    u = view.standardise(x)
+    with torch.no_grad():
+        assert torch.allclose(view(u), tiny_cnn(x), atol=1e-5)
+    # the channel's pure-noise end (u = eps) is the MNIM "noise-filled image" before its [0,1] clip
+    eps = torch.randn(x.shape[1:], generator=make_generator(3))
+    field = noise_field(tiny_cnn, tuple(x.shape[1:]), 3, "cpu")
+    pixel = (eps * view.std[0] + view.mean[0])
+    inside = (pixel > 0) & (pixel < 1)
+    assert torch.allclose(field[inside], pixel[inside], atol=1e-6) and inside.float().mean() > 0.9
+    pixel_view = DiffIB(tiny_cnn, space="pixel").classifier_view(3)
+    assert torch.equal(pixel_view.standardise(x), x)
+    assert space_tag(None, None) == "" and space_tag(view.mean.flatten(), view.std.flatten()) == "-imagenet"
+    assert space_tag([0.5] * 3, [0.5] * 3).startswith("-n") and space_tag([0.5] * 3, [0.5] * 3) != "-imagenet"
+    with pytest.raises(XattrError, match="space"):
+        DiffIB(tiny_cnn, space="bogus")
+
+
+@pytest.mark.parametrize("space, suffix", [("normalized", "-imagenet.pt"), ("pixel", "w4d2.pt")])
+def test_denoiser_is_trained_and_cached_in_the_channel_space(tiny_cnn, tmp_path, space, suffix):
+    context = RunContext(train_dataset=ShapesDataset(split="train", n_samples=4), cache_dir=tmp_path,
+                         model_name="tiny_cnn", dataset_name="shapes")
+    DiffIB(tiny_cnn, space=space, denoiser={"steps": 1, "batch_size": 2, "width": 4, "depth": 2}).prepare(context)
+    names = [p.name for p in (tmp_path / "denoisers").glob("*.pt")]
+    assert len(names) == 1 and names[0].endswith(suffix), names

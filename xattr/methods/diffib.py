@@ -8,6 +8,11 @@
 2. ``A_i = 1/2 int_{alpha_min}^{alpha_i} mmse_i d alpha'`` with the MMSE eps-denoiser of Algorithm 2
    (:func:`xattr.info.mmse_integral`; derivation and error in that module). ``output='alpha'`` returns the
    alpha map instead (ablation).
+
+``x`` is the image in the space the classifier's network computes in (``space='normalized'``: standardised
+by the model's own mean/std, so pure channel noise is the standard-normal "noise-filled image" of the MNIM
+metric), or the ``[0,1]`` pixel space (``space='pixel'``: unit noise there is ~4.4 standard deviations of
+ImageNet-normalised input). The denoiser and the amortized U-Net are trained in the same space.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from xattr.errors import XattrError
 from xattr.info import mmse_integral, noise_channel
 from xattr.info.bottleneck import image_seeds
 from xattr.methods.base import AttributionMethod, RunContext
+from xattr.models.spec import OnStandardised, input_normalization
 from xattr.nets.unet import init_unet_params, unet_apply
 from xattr.utils.hooks import eval_mode, frozen
 
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("per_sample", "amortized")
 OUTPUTS = ("mmse_integral", "alpha")
+SPACES = ("normalized", "pixel")
 
 
 def bound_alpha(u: torch.Tensor, alpha_range: tuple[float, float]) -> torch.Tensor:
@@ -81,7 +88,8 @@ def fit_alpha_per_sample(model: torch.nn.Module, x: torch.Tensor, target: torch.
     Each image ``b`` has its own initialisation and noise stream (``seeds[b]``), its own Adam state and its
     own stopping time: it stops after ``steps`` steps or when its smoothed loss (EMA, decay 0.9) has not
     improved by ``tol`` (relative) for ``patience`` steps. Stopped images keep their parameters (masked
-    Adam), so a batched fit computes the same thing as fitting each image alone.
+    Adam) and leave the forward/backward pass, so a batched fit computes the same thing as fitting each
+    image alone and costs nothing for images that have stopped.
     """
     B, C, H, W = x.shape
     seeds = list(range(B)) if seeds is None else list(seeds)
@@ -104,12 +112,17 @@ def fit_alpha_per_sample(model: torch.nn.Module, x: torch.Tensor, target: torch.
         for _ in tqdm(range(steps), desc="diffib per-sample fit", leave=False, disable=not progress):
             if not active.any():
                 break
-            alpha = _alpha_forward(params, x, depth, batching, alpha_range)
-            eps = torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device) for g in generators])
-            z = noise_channel(x, alpha, eps)
-            ce = F.cross_entropy(model(z), target, reduction="none")
-            loss = ce + beta * alpha.mean(dim=(1, 2, 3))
-            grads = torch.autograd.grad((loss * active).sum(), list(params.values()))
+            # only the images still fitting run forward/backward (stopped ones keep their parameters)
+            idx = torch.nonzero(active).flatten()
+            live = {k: v[idx] for k, v in params.items()}
+            alpha = _alpha_forward(live, x[idx], depth, batching, alpha_range)
+            eps = torch.stack([torch.randn(x.shape[1:], generator=generators[i], device=x.device)
+                               for i in idx.tolist()])
+            z = noise_channel(x[idx], alpha, eps)
+            ce = F.cross_entropy(model(z), target[idx], reduction="none")
+            loss_live = ce + beta * alpha.mean(dim=(1, 2, 3))
+            grads = torch.autograd.grad(loss_live.sum(), list(params.values()))
+            loss = torch.zeros(B, device=x.device).index_copy(0, idx, loss_live.detach())
             with torch.no_grad():
                 t = t + active
                 mask = active.float()
@@ -121,7 +134,7 @@ def fit_alpha_per_sample(model: torch.nn.Module, x: torch.Tensor, target: torch.
                     tt = t.clamp_min(1).view(shape)
                     update = lr * (m[name] / (1 - b1 ** tt)) / ((v2[name] / (1 - b2 ** tt)).sqrt() + adam_eps)
                     p -= update * mk
-                current = loss.detach()
+                current = loss
                 smooth = torch.where(torch.isnan(smooth), current, 0.9 * smooth + 0.1 * current)
                 improved = torch.isinf(best) | (smooth < best - tol * best.abs().clamp_min(1e-8))
                 best = torch.where(improved & active, smooth, best)
@@ -140,12 +153,16 @@ class DiffIB(AttributionMethod):
                  patience: int = 30, tol: float = 1e-3, width: int = 8, depth: int = 3, alpha_init: float = 5.0,
                  output: str = "mmse_integral", alpha_min: float = -10.0, n_points: int = 17, n_noise: int = 2,
                  chunk_size: int = 64, denoiser: dict | None = None, alpha_unet: dict | None = None,
-                 batching: str = "grouped", alpha_max: float | None = 10.0, seed: int = 0):
+                 batching: str = "grouped", alpha_max: float | None = 10.0, space: str = "normalized",
+                 seed: int = 0):
         super().__init__(model)
         if mode not in MODES:
             raise XattrError(f"diffib mode={mode!r}: use one of {', '.join(MODES)}")
         if output not in OUTPUTS:
             raise XattrError(f"diffib output={output!r}: use one of {', '.join(OUTPUTS)}")
+        if space not in SPACES:
+            raise XattrError(f"diffib space={space!r}: use one of {', '.join(SPACES)}")
+        self.space = space
         self.mode, self.beta, self.steps, self.lr = mode, float(beta), int(steps), float(lr)
         self.patience, self.tol, self.width, self.depth = int(patience), float(tol), int(width), int(depth)
         self.alpha_init, self.output, self.alpha_min = float(alpha_init), output, float(alpha_min)
@@ -164,16 +181,33 @@ class DiffIB(AttributionMethod):
         from xattr.tasks.train_denoiser import load_or_train_denoiser
 
         size = self._image_size(context)
+        space = self._space_constants()
         if self.output == "mmse_integral" and self.denoiser is None:
             self.denoiser = load_or_train_denoiser(context.train_dataset, context.cache_dir, context.dataset_name,
                                                    size, seed=context.seed, device=context.device,
-                                                   **self.denoiser_cfg)
+                                                   **{**self.denoiser_cfg, **space})
         if self.mode == "amortized" and self.alpha_net is None:
             self.alpha_net = load_or_train_alpha_unet(
                 self.model, context.train_dataset, context.cache_dir, context.model_name, context.dataset_name,
                 size, seed=context.seed, device=context.device,
                 **{"beta": self.beta, "width": self.width, "depth": self.depth, "alpha_init": self.alpha_init,
-                   "alpha_range": self.alpha_range, **self.alpha_unet_cfg})
+                   "alpha_range": self.alpha_range, **self.alpha_unet_cfg, **space})
+
+    def _space_constants(self, channels: int | None = None) -> dict:
+        """``{"mean": [C], "std": [C]}`` lists of the space the channel works in (``None`` for pixel space)."""
+        if self.space == "pixel":
+            return {"mean": None, "std": None}
+        spec = getattr(self.model, "spec", None)
+        channels = channels or len(getattr(spec, "mean", (0, 0, 0)))
+        mean, std = input_normalization(self.model, channels)
+        return {"mean": mean.tolist(), "std": std.tolist()}
+
+    def classifier_view(self, channels: int) -> OnStandardised:
+        """The classifier as a function of the channel's input ``u`` (see module doc)."""
+        space = self._space_constants(channels)
+        if space["mean"] is None:
+            return OnStandardised(self.model, torch.zeros(channels), torch.ones(channels))
+        return OnStandardised(self.model, torch.tensor(space["mean"]), torch.tensor(space["std"]))
 
     def _image_size(self, context: RunContext) -> int:
         spec = getattr(self.model, "spec", None)
@@ -183,17 +217,19 @@ class DiffIB(AttributionMethod):
         return 64
 
     def alpha(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The log-SNR map ``[B,C,H,W]`` (per-sample fit or amortized forward)."""
+        """The log-SNR map ``[B,C,H,W]`` for images ``x`` in ``[0,1]`` (per-sample fit or amortized forward)."""
+        view = self.classifier_view(x.shape[1]).to(x.device)
+        u = view.standardise(x)
         if self.mode == "amortized":
             if self.alpha_net is None:
                 raise XattrError("diffib mode=amortized has no alpha-U-Net; call prepare(context) or set "
                                  "method.alpha_net (train with `xattr train task=alpha_unet`)")
             with torch.no_grad(), eval_mode(self.alpha_net):
-                return self.alpha_net(x)
+                return self.alpha_net(u)
         # per-image seeds from content + method seed: a repeated call reproduces its maps, and an image's
         # initialisation and noise stream do not depend on its batch position
         seeds = [s % (2**31 - 1) for s in image_seeds(x, self.seed)]
-        return fit_alpha_per_sample(self.model, x, target, beta=self.beta, steps=self.steps, lr=self.lr,
+        return fit_alpha_per_sample(view, u, target, beta=self.beta, steps=self.steps, lr=self.lr,
                                     width=self.width, depth=self.depth, alpha_init=self.alpha_init,
                                     patience=self.patience, tol=self.tol, seeds=seeds, batching=self.batching,
                                     alpha_range=self.alpha_range)
@@ -206,8 +242,9 @@ class DiffIB(AttributionMethod):
             raise XattrError("diffib output=mmse_integral has no denoiser; call prepare(context) or set "
                              "method.denoiser (train with `xattr train task=denoiser`)")
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        u = self.classifier_view(x.shape[1]).to(x.device).standardise(x)
         with eval_mode(self.denoiser):
-            return mmse_integral(self.denoiser, x, alpha, alpha_min=self.alpha_min, n_points=self.n_points,
+            return mmse_integral(self.denoiser, u, alpha, alpha_min=self.alpha_min, n_points=self.n_points,
                                  n_noise=self.n_noise, chunk_size=self.chunk_size, generator=generator)
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from xattr.errors import XattrError
-from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD
+from xattr.models.spec import input_normalization
 from xattr.utils.hooks import eval_mode
 from xattr.utils.seed import make_generator
 from xattr.utils.validate import check_images, check_maps, check_targets
@@ -101,11 +101,7 @@ def noise_field(model: nn.Module, shape: tuple[int, int, int], seed: int, device
     ``mean + std * N(0,1)`` with the model's normalisation constants (so after the zoo model's
     ``Normalize`` it is standard normal), clipped to ``[0,1]``. One field shared by all images.
     """
-    spec = getattr(model, "spec", None)
-    mean = torch.tensor(getattr(spec, "mean", IMAGENET_MEAN), dtype=torch.float32)
-    std = torch.tensor(getattr(spec, "std", IMAGENET_STD), dtype=torch.float32)
-    if mean.numel() != shape[0]:
-        mean, std = mean.mean().expand(shape[0]), std.mean().expand(shape[0])
+    mean, std = input_normalization(model, shape[0])
     eps = torch.randn(shape, generator=make_generator(seed))
     return (mean.view(-1, 1, 1) + std.view(-1, 1, 1) * eps).clamp(0.0, 1.0).to(device)
 

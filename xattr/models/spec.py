@@ -52,6 +52,37 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def input_normalization(model: nn.Module, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` float32 ``[C]`` the model normalises its ``[0,1]`` input with (ImageNet's without a spec).
+
+    Models with a different channel count than their constants (e.g. 1-channel digits) get the channel means.
+    """
+    spec = getattr(model, "spec", None)
+    mean = torch.tensor(getattr(spec, "mean", IMAGENET_MEAN), dtype=torch.float32)
+    std = torch.tensor(getattr(spec, "std", IMAGENET_STD), dtype=torch.float32)
+    if mean.numel() != channels:
+        mean, std = mean.mean().expand(channels).clone(), std.mean().expand(channels).clone()
+    return mean, std
+
+
+class OnStandardised(nn.Module):
+    """The classifier as a function of the standardised input ``u = (x - mean) / std`` (the space its network
+    computes in): ``forward(u) = model(u * std + mean)``; ``u`` ``[B,C,H,W]``, unbounded."""
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
+        self.train(model.training)  # mode helpers that restore the view's mode must not flip the model's
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x)) / self.std.to(x)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.model(u * self.std.to(u) + self.mean.to(u))
+
+
 class ZooModel(nn.Module):
     """A classifier that takes ``[B,3,H,W]`` images in ``[0,1]`` and returns logits ``[B,K]``.
 

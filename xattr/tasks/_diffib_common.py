@@ -1,13 +1,17 @@
-"""Helpers shared by the DiffIB train tasks (denoiser, alpha-U-Net): image materialisation, EMA, loss-curve PNG."""
+"""Helpers shared by the DiffIB train tasks (denoiser, alpha-U-Net): image materialisation, EMA, loss-curve PNG,
+the standardised space they train in and its checkpoint-name tag."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from xattr.errors import XattrError
+from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD
 from xattr.utils.io import atomic_savefig
 
 
@@ -98,3 +102,32 @@ def resume_partial(partial: Path | None, net, ema, optimizer, generator, what: s
     start, losses = int(state["step"]), list(state["losses"])
     logging.getLogger(__name__).info("resuming %s training at step %d (%s)", what, start, partial)
     return start, losses
+
+
+def space_tag(mean, std) -> str:
+    """Checkpoint-name suffix for the space a network was trained in: ``""`` for the ``[0,1]`` pixel space
+    (``mean``/``std`` ``None``), ``"-imagenet"`` for the ImageNet constants, ``"-n<hash>"`` for others."""
+    if mean is None and std is None:
+        return ""
+    if mean is None or std is None:
+        raise XattrError("give both mean and std (the classifier's normalisation) or neither (pixel space)")
+    values = tuple(round(float(v), 4) for v in (*mean, *std))
+    if values == tuple(round(v, 4) for v in (*IMAGENET_MEAN, *IMAGENET_STD)):
+        return "-imagenet"
+    return "-n" + hashlib.sha1(repr(values).encode()).hexdigest()[:8]
+
+
+def standardiser(mean, std, channels: int):
+    """``x -> (x - mean) / std`` for ``[B,C,H,W]`` (identity when both are ``None``)."""
+    if mean is None and std is None:
+        return lambda x: x
+    m = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+    if m.numel() != channels or s.numel() != channels:
+        raise XattrError(f"mean/std have {m.numel()}/{s.numel()} values for {channels}-channel images; "
+                         f"give one per channel")
+    return lambda x: (x - m.to(x)) / s.to(x)
+
+
+def as_list(values):
+    return None if values is None else [float(v) for v in values]

@@ -1,8 +1,9 @@
 """``xattr train task=alpha_unet``: DiffIB's amortized alpha-U-Net (Algorithm 1 over a training split).
 
 One U-Net ``x -> alpha`` trained for a fixed classifier with ``CE(f(z), y) + beta * mean(alpha)``,
-``z = sqrt(sigmoid(alpha)) x + sqrt(sigmoid(-alpha)) eps``; afterwards attribution is one forward pass.
-Checkpoint ``<cache_dir>/alpha_unets/<model>-<dataset>-<size>-b<beta>-w<width>d<depth>.pt`` holds
+``z = sqrt(sigmoid(alpha)) x + sqrt(sigmoid(-alpha)) eps`` with ``x`` standardised by the classifier's
+normalisation (``mean``/``std``; ``None``: pixel space); afterwards attribution is one forward pass.
+Checkpoint ``<cache_dir>/alpha_unets/<model>-<dataset>-<size>-b<beta>-w<width>d<depth><space>.pt`` holds
 ``{"model": EMA weights, "config", "meta"}``; ``<...>.partial.pt`` (model, EMA, optimizer, step, RNG, losses)
 is written atomically every ``save_every`` steps and resumed from.
 """
@@ -18,8 +19,18 @@ from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.info import noise_channel
+from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD, OnStandardised
 from xattr.nets.unet import UNet
-from xattr.tasks._diffib_common import EMA, load_network, materialise_images, resume_partial, save_loss_curve
+from xattr.tasks._diffib_common import (
+    EMA,
+    as_list,
+    load_network,
+    materialise_images,
+    resume_partial,
+    save_loss_curve,
+    space_tag,
+    standardiser,
+)
 from xattr.utils.hooks import eval_mode, frozen
 from xattr.utils.io import atomic_torch_save
 
@@ -27,7 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Defaults (also in conf/task/alpha_unet.yaml).
 DEFAULTS = {"steps": 600, "batch_size": 16, "lr": 2e-3, "beta": 1.0, "width": 8, "depth": 3, "alpha_init": 5.0,
-            "alpha_range": (-10.0, 10.0), "ema_decay": 0.99, "train_size": 2000, "save_every": 100}
+            "alpha_range": (-10.0, 10.0), "ema_decay": 0.99, "train_size": 2000, "save_every": 100,
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
 class AlphaUNet(UNet):
@@ -55,9 +67,9 @@ class AlphaUNet(UNet):
 
 
 def alpha_unet_path(cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int, beta: float,
-                    width: int, depth: int) -> Path:
+                    width: int, depth: int, mean=None, std=None) -> Path:
     return (Path(cache_dir) / "alpha_unets"
-            / f"{model_name}-{dataset_name}-{image_size}-b{beta:g}-w{width}d{depth}.pt")
+            / f"{model_name}-{dataset_name}-{image_size}-b{beta:g}-w{width}d{depth}{space_tag(mean, std)}.pt")
 
 
 def train_alpha_unet(model: torch.nn.Module, dataset, *, steps: int = DEFAULTS["steps"],
@@ -66,14 +78,18 @@ def train_alpha_unet(model: torch.nn.Module, dataset, *, steps: int = DEFAULTS["
                      alpha_init: float = DEFAULTS["alpha_init"], alpha_range=DEFAULTS["alpha_range"],
                      ema_decay: float = DEFAULTS["ema_decay"],
                      train_size: int | None = DEFAULTS["train_size"], save_every: int = DEFAULTS["save_every"],
+                     mean=DEFAULTS["mean"], std=DEFAULTS["std"],
                      seed: int = 0, checkpoint: Path | None = None, meta: dict | None = None,
                      progress: bool = True) -> AlphaUNet:
     """Train an amortized alpha-U-Net for ``model`` on ``dataset`` (items with ``image`` and ``label``);
-    returns the EMA copy in eval mode. The classifier is left unchanged (eval mode, frozen)."""
+    returns the EMA copy in eval mode. The U-Net maps standardised images ``(x - mean) / std`` to alpha (see
+    module doc). The classifier is left unchanged (eval mode, frozen)."""
     images, labels = materialise_images(dataset, train_size, with_labels=True)
     if labels is None or (labels < 0).any():
         raise XattrError("train_alpha_unet needs labelled images (dataset items with 'label')")
     channels = images.shape[1]
+    standardise = standardiser(mean, std, channels)
+    classifier = model if mean is None else OnStandardised(model, torch.as_tensor(mean), torch.as_tensor(std))
     net = AlphaUNet(channels, channels, width, depth, alpha_init=alpha_init, alpha_range=alpha_range, seed=seed)
     ema = EMA(net, ema_decay)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -84,14 +100,14 @@ def train_alpha_unet(model: torch.nn.Module, dataset, *, steps: int = DEFAULTS["
     net.to(device)
     ema.shadow.to(device)
     bar = tqdm(range(start, steps), desc="train alpha-U-Net", initial=start, total=steps, disable=not progress)
-    with eval_mode(model), frozen(model):
+    with eval_mode(classifier), frozen(classifier):
         for step in bar:
             index = torch.randint(0, len(images), (batch_size,), generator=generator)
-            x = (images[index].float() / 255).to(device)
+            x = standardise((images[index].float() / 255).to(device))
             y = labels[index].to(device)
             alpha = net(x)
             eps = torch.randn(x.shape, generator=generator).to(device)
-            loss = F.cross_entropy(model(noise_channel(x, alpha, eps)), y) + beta * alpha.mean()
+            loss = F.cross_entropy(classifier(noise_channel(x, alpha, eps)), y) + beta * alpha.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -119,8 +135,9 @@ def load_alpha_unet(path: str | Path, device: str = "cpu") -> AlphaUNet:
 def load_or_train_alpha_unet(model, train_dataset, cache_dir: str | Path, model_name: str, dataset_name: str,
                              image_size: int, *, seed: int = 0, device: str = "cpu", **hparams) -> AlphaUNet:
     """Load the cached amortized alpha-U-Net for (model, dataset, beta, width, depth); train it if missing."""
-    hp = {**DEFAULTS, **{k: v for k, v in hparams.items() if v is not None}}
-    path = alpha_unet_path(cache_dir, model_name, dataset_name, image_size, hp["beta"], hp["width"], hp["depth"])
+    hp = {**DEFAULTS, **{k: v for k, v in hparams.items() if v is not None or k in ("mean", "std")}}
+    path = alpha_unet_path(cache_dir, model_name, dataset_name, image_size, hp["beta"], hp["width"], hp["depth"],
+                           hp["mean"], hp["std"])
     if not path.exists():
         if train_dataset is None:
             raise XattrError(f"no alpha-U-Net at {path} and no training set to train one; run "
@@ -147,9 +164,11 @@ def run(cfg) -> Path:
                                         device=cfg.device, seed=int(cfg.seed))
     except XattrError:
         model = instantiate(cfg.model, num_classes=train_set.num_classes).to(cfg.device).eval()
-    hp = {**DEFAULTS, **{k: v for k, v in cfg.task.items() if k in DEFAULTS and v is not None}}
+    hp = {**DEFAULTS, **{k: v for k, v in cfg.task.items()
+                         if k in DEFAULTS and (v is not None or k in ("mean", "std"))}}
+    hp["mean"], hp["std"] = as_list(hp["mean"]), as_list(hp["std"])
     path = alpha_unet_path(cfg.paths.cache_dir, model_name, dataset_name, image_size, hp["beta"], hp["width"],
-                           hp["depth"])
+                           hp["depth"], hp["mean"], hp["std"])
     train_alpha_unet(model, train_set, seed=int(cfg.seed), checkpoint=path,
                      meta={"model": model_name, "dataset": dataset_name, "image_size": image_size}, **hp)
     print(f"alpha-U-Net for {model_name} on {dataset_name}: checkpoint {path}")
