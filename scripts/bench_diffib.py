@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from xattr.data import ShapesDataset, collate
-from xattr.methods.diffib import fit_alpha_per_sample
+from xattr.methods.diffib import DiffIB, fit_alpha_per_sample
 from xattr.models import build_model
 
 
@@ -55,19 +55,23 @@ def main() -> None:
     model, trained = _classifier(args.cache)
     data = ShapesDataset(split="test", n_samples=args.images, seed=1)
     batch = collate([data[i] for i in range(len(data))])
-    x, y = batch["image"], batch["label"]
+    images, y = batch["image"], batch["label"]
+    # the fit runs where DiffIB runs it: on the classifier's standardised input (method defaults: space, beta)
+    method = DiffIB(model)
+    classifier = method.classifier_view(images.shape[1])
+    x = classifier.standardise(images)
     B = x.shape[0]
     seeds = list(range(B))
-    kw = dict(steps=args.steps, patience=10**9, seeds=seeds)   # fixed step count: same work in every variant
+    kw = dict(steps=args.steps, patience=10**9, seeds=seeds, beta=method.beta)   # fixed step count: same work
     print(f"DiffIB bench: {B} images 64x64, {args.steps} Adam steps, tiny_cnn ({'trained' if trained else 'random'}), "
           f"{args.threads} thread(s)")
 
-    alpha_grouped, t_grouped = _timed(lambda: fit_alpha_per_sample(model, x, y, batching="grouped", **kw))
-    alpha_vmap, t_vmap = _timed(lambda: fit_alpha_per_sample(model, x, y, batching="vmap", **kw))
+    alpha_grouped, t_grouped = _timed(lambda: fit_alpha_per_sample(classifier, x, y, batching="grouped", **kw))
+    alpha_vmap, t_vmap = _timed(lambda: fit_alpha_per_sample(classifier, x, y, batching="vmap", **kw))
 
     def one_at_a_time():
-        return torch.cat([fit_alpha_per_sample(model, x[i:i + 1], y[i:i + 1], steps=args.steps, patience=10**9,
-                                               seeds=[seeds[i]]) for i in range(B)])
+        return torch.cat([fit_alpha_per_sample(classifier, x[i:i + 1], y[i:i + 1], **{**kw, "seeds": [seeds[i]]})
+                          for i in range(B)])
 
     alpha_single, t_single = _timed(one_at_a_time)
     print(f"per-sample batched (grouped conv): {t_grouped / B * 1e3:9.1f} ms/image")
@@ -82,7 +86,7 @@ def main() -> None:
 
     train = ShapesDataset(split="train", n_samples=256 if args.quick else 1000)
     net, t_train = _timed(lambda: train_alpha_unet(model, train, steps=40 if args.quick else 200, batch_size=8,
-                                                   train_size=None, progress=False))
+                                                   beta=method.beta, train_size=None, progress=False))
     with torch.no_grad():
         net(x)  # warm-up
         alpha_amortized, t_amortized = _timed(lambda: net(x), repeat=5)
@@ -109,7 +113,7 @@ def main() -> None:
     for relative in (False, True):
         metric = MNIM(relative=relative)
         for name, maps in [("per-sample", alpha_grouped), ("amortized", alpha_amortized)]:
-            out = metric(model, x, maps, y)
+            out = metric(model, images, maps, y)
             value = out["mnim"] if isinstance(out, dict) else out
             print(f"MNIM ({name} alpha maps, relative={relative}): {value.mean():.3f} +- {value.std():.3f}")
 

@@ -37,7 +37,7 @@ from xattr.utils.io import atomic_torch_save
 log = logging.getLogger(__name__)
 
 #: Defaults (also in conf/task/alpha_unet.yaml).
-DEFAULTS = {"steps": 600, "batch_size": 16, "lr": 2e-3, "beta": 1.0, "width": 8, "depth": 3, "alpha_init": 5.0,
+DEFAULTS = {"steps": 600, "batch_size": 16, "lr": 2e-3, "beta": 0.03, "width": 8, "depth": 3, "alpha_init": 5.0,
             "alpha_range": (-10.0, 10.0), "ema_decay": 0.99, "train_size": 2000, "save_every": 100,
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
