@@ -63,7 +63,7 @@ diffib_comma := ,
 diffib_space := $(empty) $(empty)
 DIFFIB_AVAILABLE = $(subst $(diffib_space),$(diffib_comma),$(strip $(foreach m,$(DIFFIB_METHODS),$(if $(wildcard conf/method/$(m).yaml),$(m)))))
 DIFFIB_EXP = experiment=diffib_$(SCALE)
-DIFFIB_REPORT = $(XATTR) report $(DIFFIB_OUT)/$(1) --paper xattr/paper/diffib.csv --out $(DIFFIB_OUT)/$(1)
+DIFFIB_REPORT = $(XATTR) report $(DIFFIB_OUT)/$(1) --paper xattr/paper/diffib.csv --out $(DIFFIB_OUT)/$(1) --paired diffib
 
 .PHONY: table-mnim table-dauc table-box table-seg figure-sanity diffib-tables
 

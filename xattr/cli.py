@@ -32,7 +32,7 @@ commands:
                                  xattr run --help | --cfg job
   train [hydra overrides]   train a network the suite needs (task=classifier|denoiser|alpha_unet)
                             e.g. xattr train task=classifier model=tiny_cnn dataset=shapes
-  report RUN_DIR... [--by KEY] [--out DIR] [--paper CSV] [--difficulty]
+  report RUN_DIR... [--by KEY] [--out DIR] [--paper CSV] [--difficulty] [--paired METHOD]
                             methods x metrics table (markdown, CSV, LaTeX) from run / multirun folders
 
 Run `xattr report --help` for report options.
@@ -186,6 +186,8 @@ def _report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--difficulty", action="store_true",
                         help="difficulty-aware breakdown (per-sample confidence bins) of every run")
     parser.add_argument("--bins", type=int, default=20, help="number of difficulty bins (default 20)")
+    parser.add_argument("--paired", default=None, metavar="METHOD",
+                        help="also write paired.csv/.md: METHOD minus every other method on the same images")
     parser.add_argument("--precision", type=int, default=3, help="decimals in the tables (default 3)")
     return parser
 
@@ -198,7 +200,7 @@ def _report_command(args: list[str]) -> int:
     try:
         report(options.run_dirs, by=options.by, out=options.out, paper=options.paper,
                paper_table=options.paper_table, difficulty=options.difficulty, n_bins=options.bins,
-               precision=options.precision)
+               precision=options.precision, paired=options.paired)
     except XattrError as error:
         return _fail(str(error))
     return 0

@@ -209,7 +209,7 @@ def to_latex(frame: pd.DataFrame, caption: str) -> str:
 
 def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Path | None = None,
            paper: Sequence[str] = (), paper_table: str | None = None, difficulty: bool = False,
-           n_bins: int = 20, precision: int = 3, echo: bool = True) -> pd.DataFrame:
+           n_bins: int = 20, precision: int = 3, paired: str | None = None, echo: bool = True) -> pd.DataFrame:
     """Build the report; returns the long table (what ``report.csv`` holds)."""
     by = list(dict.fromkeys(by))
     runs = find_runs(run_dirs)
@@ -233,6 +233,17 @@ def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Pa
     if echo:
         print(markdown, end="")
         print(f"\nwrote {out_dir / 'report.csv'}, report.md, report.tex")
+    if paired is not None:
+        differences = paired_differences(per_sample_frame(runs, by), paired)
+        atomic_save_dataframe(out_dir / "paired.csv", differences)
+        paired_md = (f"paired differences {paired} − method on the same images (mean ± standard error; "
+                     f"share of images where {paired} is higher / lower)\n\n"
+                     + (to_markdown(paired_table(differences, precision)) if len(differences)
+                        else "no other method on the same images\n"))
+        atomic_write_text(out_dir / "paired.md", paired_md)
+        if echo:
+            print(f"\n{paired_md}", end="")
+            print(f"\nwrote {out_dir / 'paired.csv'}, paired.md")
     if difficulty:
         breakdown = difficulty_report(runs, by, out_dir / "difficulty", n_bins)
         if echo:
@@ -261,6 +272,40 @@ def per_sample_frame(runs: Sequence[Path], by: Sequence[str] = ()) -> pd.DataFra
     if not frames:
         raise XattrError("--difficulty needs per_sample.csv in the run folders; none was found")
     return pd.concat(frames, ignore_index=True)
+
+
+def paired_differences(per_sample: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per metric and method: ``reference − method`` over the images both scored (matched by ``id``).
+
+    Columns: model, dataset, metric, method, n, diff (mean), sem (standard error), higher, lower (share of
+    images where the reference's value is higher / lower). Paired differences cancel the per-image spread
+    that dominates the ± of a plain table.
+    """
+    if reference not in set(per_sample["method"]):
+        raise XattrError(f"--paired {reference}: no such method in these runs; use one of "
+                         f"{', '.join(sorted(set(per_sample['method'])))}")
+    keys = ["model", "dataset", "metric", "id"]
+    values = per_sample[[*keys, "method", "value"]].drop_duplicates([*keys, "method"])
+    base = values[values["method"] == reference].drop(columns="method").rename(columns={"value": "ref"})
+    merged = values[values["method"] != reference].merge(base, on=keys)
+    merged["d"] = merged["ref"] - merged["value"]
+    rows = []
+    for (model, dataset, metric, method), group in merged.groupby(["model", "dataset", "metric", "method"]):
+        d = group["d"].astype(float)
+        rows.append({"model": model, "dataset": dataset, "metric": metric, "method": method, "n": len(d),
+                     "diff": d.mean(), "sem": d.std(ddof=1) / len(d) ** 0.5 if len(d) > 1 else float("nan"),
+                     "higher": (d > 0).mean(), "lower": (d < 0).mean()})
+    return pd.DataFrame(rows)
+
+
+def paired_table(differences: pd.DataFrame, precision: int = 3) -> pd.DataFrame:
+    """Wide view of :func:`paired_differences`: one row per method, one column per metric."""
+    if differences.empty:
+        return pd.DataFrame()
+    cells = differences.assign(cell=[
+        f"{_fmt(r.diff, precision)} ± {_fmt(r.sem, precision)} ({r.higher:.0%} / {r.lower:.0%})"
+        for r in differences.itertuples()])
+    return cells.pivot_table(index="method", columns="metric", values="cell", aggfunc="first").reset_index()
 
 
 def difficulty_report(runs: Sequence[Path], by: Sequence[str], out_dir: Path, n_bins: int) -> pd.DataFrame:
