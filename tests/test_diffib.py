@@ -165,3 +165,16 @@ def test_denoiser_is_trained_and_cached_in_the_channel_space(tiny_cnn, tmp_path,
     DiffIB(tiny_cnn, space=space, denoiser={"steps": 1, "batch_size": 2, "width": 4, "depth": 2}).prepare(context)
     names = [p.name for p in (tmp_path / "denoisers").glob("*.pt")]
     assert len(names) == 1 and names[0].endswith(suffix), names
+
+
+def test_a_copy_for_another_model_adopts_the_denoiser_of_the_same_space(tiny_cnn):
+    import copy
+
+    prepared = DiffIB(tiny_cnn)
+    prepared.denoiser = Denoiser(3, 4, 2, seed=0)
+    randomised = DiffIB(copy.deepcopy(tiny_cnn))
+    randomised.adopt_model_independent(prepared)
+    assert randomised.denoiser is prepared.denoiser
+    pixel = DiffIB(tiny_cnn, space="pixel")
+    pixel.adopt_model_independent(prepared)   # a denoiser trained in another space is not reused
+    assert pixel.denoiser is None

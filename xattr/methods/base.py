@@ -51,6 +51,10 @@ class AttributionMethod:
     def prepare(self, context: RunContext) -> None:
         """Estimate statistics / load or train networks the method needs. Default: nothing."""
 
+    def adopt_model_independent(self, prepared: AttributionMethod) -> None:
+        """Take over what ``prepared`` (the same method, prepared for another model) holds that does not depend
+        on the model, so a re-prepare for e.g. a randomised copy skips it. Default: nothing."""
+
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_images(x)
         target = check_targets(target, x.shape[0], self.num_classes).to(x.device)

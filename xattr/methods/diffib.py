@@ -193,6 +193,13 @@ class DiffIB(AttributionMethod):
                 **{"beta": self.beta, "width": self.width, "depth": self.depth, "alpha_init": self.alpha_init,
                    "alpha_range": self.alpha_range, **self.alpha_unet_cfg, **space})
 
+    def adopt_model_independent(self, prepared: AttributionMethod) -> None:
+        """Reuse ``prepared``'s denoiser (it depends on the dataset and the channel's space, not on the
+        classifier) when both work in the same space — e.g. for the randomised models of the sanity check."""
+        if (isinstance(prepared, DiffIB) and prepared.denoiser is not None and self.denoiser is None
+                and self._space_constants() == prepared._space_constants()):
+            self.denoiser = prepared.denoiser
+
     def _space_constants(self, channels: int | None = None) -> dict:
         """``{"mean": [C], "std": [C]}`` lists of the space the channel works in (``None`` for pixel space)."""
         if self.space == "pixel":

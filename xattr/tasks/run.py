@@ -173,12 +173,16 @@ def _overrides_prepare(method: Any) -> bool:
     return prepare is not None and prepare is not AttributionMethod.prepare
 
 
-def make_method_factory(cfg: DictConfig, context: RunContext) -> Callable[[torch.nn.Module], Any]:
+def make_method_factory(cfg: DictConfig, context: RunContext,
+                        prepared: Any = None) -> Callable[[torch.nn.Module], Any]:
     """``model → a fresh method`` with the run's config, prepared with a throw-away cache folder
-    (so statistics of e.g. a randomised model never land in the shared cache)."""
+    (so statistics of e.g. a randomised model never land in the shared cache). What the run's own
+    ``prepared`` method holds independently of the model (DiffIB's denoiser) is handed over, not re-made."""
 
     def factory(model: torch.nn.Module):
         method = instantiate(cfg.method, model=model)
+        if prepared is not None and hasattr(method, "adopt_model_independent"):
+            method.adopt_model_independent(prepared)
         if _overrides_prepare(method):
             with tempfile.TemporaryDirectory(prefix="xattr-factory-") as tmp:
                 method.prepare(dataclasses.replace(context, cache_dir=Path(tmp), model_name=f"{context.model_name}-factory"))
@@ -491,7 +495,7 @@ def _run(cfg: DictConfig, run_dir: Path, names: dict[str, str]) -> None:
     if hasattr(method, "prepare"):
         method.prepare(context)
     metrics = build_metrics(cfg)
-    method_factory = make_method_factory(cfg, context)
+    method_factory = make_method_factory(cfg, context, prepared=method)
 
     selection = [int(i) for i in getattr(dataset, "indices", range(len(dataset)))]
     n_total = len(dataset)
