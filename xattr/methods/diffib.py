@@ -211,10 +211,10 @@ class DiffIB(AttributionMethod):
 
     def classifier_view(self, channels: int) -> OnStandardised:
         """The classifier as a function of the channel's input ``u`` (see module doc)."""
+        from xattr.tasks._diffib_common import space_constants
+
         space = self._space_constants(channels)
-        if space["mean"] is None:
-            return OnStandardised(self.model, torch.zeros(channels), torch.ones(channels))
-        return OnStandardised(self.model, torch.tensor(space["mean"]), torch.tensor(space["std"]))
+        return OnStandardised(self.model, *space_constants(space["mean"], space["std"], channels))
 
     def _image_size(self, context: RunContext) -> int:
         spec = getattr(self.model, "spec", None)

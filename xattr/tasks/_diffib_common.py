@@ -117,15 +117,21 @@ def space_tag(mean, std) -> str:
     return "-n" + hashlib.sha1(repr(values).encode()).hexdigest()[:8]
 
 
-def standardiser(mean, std, channels: int):
-    """``x -> (x - mean) / std`` for ``[B,C,H,W]`` (identity when both are ``None``)."""
+def space_constants(mean, std, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` float32 ``[C]`` of the space a network trains in (zeros/ones when both are ``None``)."""
     if mean is None and std is None:
-        return lambda x: x
-    m = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+        return torch.zeros(channels), torch.ones(channels)
+    m = torch.as_tensor(mean, dtype=torch.float32).flatten()
+    s = torch.as_tensor(std, dtype=torch.float32).flatten()
     if m.numel() != channels or s.numel() != channels:
         raise XattrError(f"mean/std have {m.numel()}/{s.numel()} values for {channels}-channel images; "
                          f"give one per channel")
+    return m, s
+
+
+def standardiser(mean, std, channels: int):
+    """``x -> (x - mean) / std`` for ``[B,C,H,W]`` (identity when both are ``None``)."""
+    m, s = (t.reshape(1, -1, 1, 1) for t in space_constants(mean, std, channels))
     return lambda x: (x - m.to(x)) / s.to(x)
 
 

@@ -28,8 +28,8 @@ from xattr.tasks._diffib_common import (
     materialise_images,
     resume_partial,
     save_loss_curve,
+    space_constants,
     space_tag,
-    standardiser,
 )
 from xattr.utils.hooks import eval_mode, frozen
 from xattr.utils.io import atomic_torch_save
@@ -88,8 +88,7 @@ def train_alpha_unet(model: torch.nn.Module, dataset, *, steps: int = DEFAULTS["
     if labels is None or (labels < 0).any():
         raise XattrError("train_alpha_unet needs labelled images (dataset items with 'label')")
     channels = images.shape[1]
-    standardise = standardiser(mean, std, channels)
-    classifier = model if mean is None else OnStandardised(model, torch.as_tensor(mean), torch.as_tensor(std))
+    classifier = OnStandardised(model, *space_constants(mean, std, channels))
     net = AlphaUNet(channels, channels, width, depth, alpha_init=alpha_init, alpha_range=alpha_range, seed=seed)
     ema = EMA(net, ema_decay)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -103,7 +102,7 @@ def train_alpha_unet(model: torch.nn.Module, dataset, *, steps: int = DEFAULTS["
     with eval_mode(classifier), frozen(classifier):
         for step in bar:
             index = torch.randint(0, len(images), (batch_size,), generator=generator)
-            x = standardise((images[index].float() / 255).to(device))
+            x = classifier.standardise((images[index].float() / 255).to(device))
             y = labels[index].to(device)
             alpha = net(x)
             eps = torch.randn(x.shape, generator=generator).to(device)
