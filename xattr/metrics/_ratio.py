@@ -11,11 +11,13 @@ from xattr.metrics.mnim import MNIM
 
 
 def region_ratios(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-                  region: torch.Tensor, mnim: MNIM, mnim_n=None, **ground_truth) -> dict[str, torch.Tensor]:
+                  region: torch.Tensor, mnim: MNIM, mnim_n=None, mnim_reached=None,
+                  **ground_truth) -> dict[str, torch.Tensor]:
     """``ratio``: share of the ``N`` top-ranked units inside ``region`` ``[B,H,W]`` (``N`` from ``mnim_n`` or
     computed with ``mnim``; ``N = 0`` counts the single top unit); ``energy``: positive attribution mass
     (channels summed) inside the region over the total (a map with no positive mass counts as uniform,
-    giving the region's area share); plus ``n`` and ``reached`` (1.0 when given ``mnim_n``)."""
+    giving the region's area share); plus ``n`` and ``reached`` (``mnim_reached`` when given with ``mnim_n``,
+    else 1.0 for a given ``mnim_n``)."""
     target = validate_inputs(model, x, maps, target)
     batch = x.shape[0]
     region = torch.as_tensor(region).to(device=x.device, dtype=torch.bool)
@@ -29,7 +31,8 @@ def region_ratios(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target:
         n = torch.as_tensor(mnim_n, dtype=torch.float32, device=x.device).reshape(-1)
         if n.shape != (batch,):
             raise XattrError(f"mnim_n has shape {tuple(n.shape)}; pass one count per image ([{batch}])")
-        reached = torch.ones(batch, device=x.device)
+        reached = (torch.ones(batch, device=x.device) if mnim_reached is None
+                   else torch.as_tensor(mnim_reached, dtype=torch.float32, device=x.device).reshape(-1))
     rank = rank_units(maps, mnim.seed)
     units = rank[0].numel()
     count = n.round().long().clamp(1, units)

@@ -55,6 +55,10 @@ class MNIM:
         self.seed = int(seed)
         self.max_batch = check_max_batch(max_batch)
 
+    def settings(self) -> tuple:
+        """What the result depends on (not ``max_batch``): MNIMs with equal settings give equal results."""
+        return (self.threshold, self.relative, self.substrate, self.grid, self.seed)
+
     @torch.no_grad()
     def __call__(self, model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
                  **ground_truth) -> dict[str, torch.Tensor]:

@@ -15,7 +15,8 @@ from xattr.metrics.mnim import MNIM
 class SegRatio:
     """``SegRatio(threshold=0.9, relative=False, substrate='noise')(model, x, maps, target, mask=[B,H,W])``.
 
-    ``mnim_n`` (``[B]``, optional): precomputed MNIM counts; otherwise MNIM runs with the given settings.
+    ``mnim_n``/``mnim_reached`` (``[B]``, optional): a precomputed MNIM result; otherwise MNIM runs with the
+    given settings.
     Returns ``{'ratio', 'energy', 'n', 'reached'}`` of ``[B]`` tensors.
     """
 
@@ -24,8 +25,8 @@ class SegRatio:
         self.mnim = MNIM(threshold, relative, substrate, grid, seed, max_batch)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-                 mask=None, mnim_n=None, **ground_truth) -> dict[str, torch.Tensor]:
+                 mask=None, mnim_n=None, mnim_reached=None, **ground_truth) -> dict[str, torch.Tensor]:
         if mask is None:
             raise XattrError("SegRatio needs ground-truth segmentation masks; use a dataset with masks "
                              "(e.g. dataset=shapes or fss1000) or drop seg_ratio from metric")
-        return region_ratios(model, x, maps, target, mask, self.mnim, mnim_n)
+        return region_ratios(model, x, maps, target, mask, self.mnim, mnim_n, mnim_reached)
