@@ -104,6 +104,29 @@ def resume_partial(partial: Path | None, net, ema, optimizer, generator, what: s
     return start, losses
 
 
+def save_partial(partial: Path | None, net, ema, optimizer, generator, step: int, losses: list[float]) -> None:
+    """Write the resumable state read by :func:`resume_partial` (atomically; nothing without ``partial``)."""
+    from xattr.utils.io import atomic_torch_save
+
+    if partial is not None:
+        atomic_torch_save(partial, {"model": net.state_dict(), "ema": ema.shadow.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
+                                    "step": step, "losses": losses})
+
+
+def save_final(checkpoint: Path | None, partial: Path | None, ema, config: dict, meta: dict, losses: list[float],
+               title: str) -> None:
+    """Final checkpoint ``{"model": EMA weights, "config", "meta"}``, its loss-curve PNG; drops ``partial``."""
+    from xattr.utils.io import atomic_torch_save
+
+    if checkpoint is None:
+        return
+    atomic_torch_save(checkpoint, {"model": ema.shadow.state_dict(), "config": config, "meta": meta})
+    save_loss_curve(checkpoint.with_suffix(".loss.png"), losses, f"{title} {checkpoint.stem}")
+    if partial is not None and partial.exists():
+        partial.unlink()
+
+
 def space_tag(mean, std) -> str:
     """Checkpoint-name suffix for the space a network was trained in: ``""`` for the ``[0,1]`` pixel space
     (``mean``/``std`` ``None``), ``"-imagenet"`` for the ImageNet constants, ``"-n<hash>"`` for others."""

@@ -28,11 +28,11 @@ from xattr.tasks._diffib_common import (
     load_network,
     materialise_images,
     resume_partial,
-    save_loss_curve,
+    save_final,
+    save_partial,
     space_tag,
     standardiser,
 )
-from xattr.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,10 @@ def train_denoiser(dataset, *, steps: int = DEFAULTS["steps"], batch_size: int =
         ema.update(net)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-        if partial is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
-            atomic_torch_save(partial, {"model": net.state_dict(), "ema": ema.shadow.state_dict(),
-                                        "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
-                                        "step": step + 1, "losses": losses})
-    if checkpoint is not None:
-        atomic_torch_save(checkpoint, {"model": ema.shadow.state_dict(), "config": net.config(),
-                                       "meta": {**(meta or {}), "steps": steps, "final_loss": losses[-1] if losses else None}})
-        save_loss_curve(checkpoint.with_suffix(".loss.png"), losses, f"denoiser {checkpoint.stem}")
-        if partial is not None and partial.exists():
-            partial.unlink()
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            save_partial(partial, net, ema, optimizer, generator, step + 1, losses)
+    save_final(checkpoint, partial, ema, net.config(),
+               {**(meta or {}), "steps": steps, "final_loss": losses[-1] if losses else None}, losses, "denoiser")
     return ema.shadow.eval()
 
 
