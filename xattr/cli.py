@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from xattr.errors import XattrError
+from xattr.utils.conf import conf_dir
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = conf_dir()
 USER_ERROR = 2
 
 USAGE = """usage: xattr COMMAND [ARGS]
