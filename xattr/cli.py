@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from xattr.errors import XattrError
 from xattr.utils.conf import conf_dir
