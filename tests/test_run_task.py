@@ -212,17 +212,17 @@ def test_report_difficulty_hands_per_sample_table(tmp_path, checkpoint, monkeypa
 
 
 def test_box_and_seg_ratios_reuse_the_mnim_of_the_same_batch(tiny_cnn, shapes_batch):
-    from xattr.metrics.mnim import MNIM
+    from xattr.metrics.mnim import MNIM, _remember_mnim, _reusable_mnim
     from xattr.metrics.seg_ratio import SegRatio
 
     x, y, mask = shapes_batch["image"], shapes_batch["label"], shapes_batch["mask"]
     maps = torch.rand(x.shape[0], 1, *x.shape[2:], generator=torch.Generator().manual_seed(0))
     mnim, seg = MNIM(grid=4), SegRatio(grid=4)
     found: dict = {}
-    run_task._remember_mnim(mnim, mnim(tiny_cnn, x, maps, y), found)
-    reuse = run_task._reusable_mnim(seg, found)
+    _remember_mnim(mnim, mnim(tiny_cnn, x, maps, y), found)
+    reuse = _reusable_mnim(seg, found)
     assert set(reuse) == {"mnim_n", "mnim_reached"}
     reused, fresh = seg(tiny_cnn, x, maps, y, mask=mask, **reuse), seg(tiny_cnn, x, maps, y, mask=mask)
     assert all(torch.equal(reused[k], fresh[k]) for k in fresh)
-    assert run_task._reusable_mnim(SegRatio(grid=8), found) == {}   # other settings: computed afresh
-    assert run_task._reusable_mnim(mnim, found) == {}               # MNIM itself is never skipped
+    assert _reusable_mnim(SegRatio(grid=8), found) == {}   # other settings: computed afresh
+    assert _reusable_mnim(mnim, found) == {}               # MNIM itself is never skipped

@@ -11,13 +11,13 @@ from xattr.metrics.mnim import MNIM
 
 
 def region_ratios(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-                  region: torch.Tensor, mnim: MNIM, mnim_n=None, mnim_reached=None,
+                  region: torch.Tensor, mnim: MNIM, mnim_n=None, mnim_reached=None, memo: dict | None = None,
                   **ground_truth) -> dict[str, torch.Tensor]:
     """``ratio``: share of the ``N`` top-ranked units inside ``region`` ``[B,H,W]`` (``N`` from ``mnim_n`` or
     computed with ``mnim``; ``N = 0`` counts the single top unit); ``energy``: positive attribution mass
     (channels summed) inside the region over the total (a map with no positive mass counts as uniform,
     giving the region's area share); plus ``n`` and ``reached`` (``mnim_reached`` when given with ``mnim_n``,
-    else 1.0 for a given ``mnim_n``)."""
+    else 1.0 for a given ``mnim_n``). ``memo``: handed to ``mnim`` when it runs, which stores its result there."""
     target = validate_inputs(model, x, maps, target)
     batch = x.shape[0]
     region = torch.as_tensor(region).to(device=x.device, dtype=torch.bool)
@@ -25,7 +25,7 @@ def region_ratios(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target:
         raise XattrError(f"region mask of shape {tuple(region.shape)} does not match images {tuple(x.shape)}; "
                          "expected [B,H,W] bool")
     if mnim_n is None:
-        found = mnim(model, x, maps, target)
+        found = mnim(model, x, maps, target, memo=memo)
         n, reached = found["n"], found["reached"]
     else:
         n = torch.as_tensor(mnim_n, dtype=torch.float32, device=x.device).reshape(-1)

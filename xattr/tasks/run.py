@@ -5,7 +5,7 @@ The loop, per batch of ``batch_size`` samples (a tqdm bar counts images)::
     logits = model(x)                        # clean prediction → confidence of the target
     target = label or argmax(logits)         # cfg.target
     maps = method.attribute(x, target)       # [B,C,H,W] or [B,1,H,W]
-    scores = metric(model, x, maps, target, mask=, boxes=, label=, method_factory=)  # per metric
+    scores = metric(model, x, maps, target, mask=, boxes=, label=, method_factory=, memo=)  # per metric
 
 Run folder (Hydra's output dir)::
 
@@ -189,28 +189,6 @@ def make_method_factory(cfg: DictConfig, context: RunContext,
         return method
 
     return factory
-
-
-def _mnim_settings(metric: Any) -> tuple | None:
-    """Settings of the MNIM a metric is or runs inside (box/seg ratios), ``None`` for other metrics."""
-    from xattr.metrics.mnim import MNIM
-
-    inner = metric if isinstance(metric, MNIM) else getattr(metric, "mnim", None)
-    return inner.settings() if isinstance(inner, MNIM) else None
-
-
-def _reusable_mnim(metric: Any, found: dict[tuple, dict]) -> dict:
-    """``mnim_n``/``mnim_reached`` for a ratio metric whose MNIM an earlier metric of the batch already ran."""
-    settings = _mnim_settings(metric)
-    if settings is None or not hasattr(metric, "mnim") or settings not in found:
-        return {}
-    return {"mnim_n": found[settings]["n"], "mnim_reached": found[settings]["reached"]}
-
-
-def _remember_mnim(metric: Any, output: Any, found: dict[tuple, dict]) -> None:
-    settings = _mnim_settings(metric)
-    if settings is not None and isinstance(output, dict) and "n" in output and "reached" in output:
-        found.setdefault(settings, {"n": output["n"], "reached": output["reached"]})
 
 
 # --------------------------------------------------------------------------- validation
@@ -587,12 +565,10 @@ def _run_batch(batch: dict, model, method, metrics: dict, method_factory, cfg: D
         "maps": maps.detach().float().cpu().numpy(),
     }
     started = time.perf_counter()
-    found_mnim: dict[tuple, dict] = {}  # MNIM settings -> its n/reached, reused by box/seg ratios
+    ground_truth["memo"] = {}  # shared by the batch's metrics (e.g. box/seg ratios reuse an MNIM's result)
     for name, metric in metrics.items():
         seed_everything(batch_seed)
-        reuse = _reusable_mnim(metric, found_mnim)
-        output = metric(model, x, maps, target, **ground_truth, **reuse)
-        _remember_mnim(metric, output, found_mnim)
+        output = metric(model, x, maps, target, **ground_truth)
         values, curves = metric_outputs(name, output, len(ids))
         chunk.update({_VALUE + k: v for k, v in values.items()})
         chunk.update({_CURVE + k: v for k, v in curves.items()})
