@@ -124,3 +124,37 @@ def test_one_markdown_table_writer():
                                      "| a | 0.5 | 2 |\n| b | 0.3333333333333333 | 3 |\n")
     assert markdown_table(frame, precision=4).splitlines()[-1] == "| b | 0.3333 | 3 |"
     assert report.markdown_table is markdown_table and not hasattr(report, "to_markdown")
+
+
+def test_run_and_report_share_done_as_complete(tmp_path, monkeypatch):
+    """A run that dies after summary.csv but before DONE is not complete for the run (resume finishes it) nor
+    for the report (it is not listed)."""
+    import torch
+    from test_run_task import make_cfg
+
+    from xattr.models import build_model
+    from xattr.tasks import run as run_task
+
+    assert run_task.is_complete is is_complete
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny_cnn.pt"
+    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), checkpoint)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed while drawing")
+
+    run_dir = tmp_path / "sweep" / "0-saliency"
+    with monkeypatch.context() as patch:
+        patch.setattr(run_task, "write_overview", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_task.run(make_cfg(tmp_path, checkpoint, "dataset.n_samples=4"), out_dir=run_dir)
+    assert (run_dir / "summary.csv").is_file() and not is_complete(run_dir)
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+    with pytest.raises(XattrError, match="no complete runs"):
+        find_runs([tmp_path / "sweep"])
+    with pytest.raises(XattrError, match="resume=true"):
+        run_task.run(make_cfg(tmp_path, checkpoint, "dataset.n_samples=4"), out_dir=run_dir)
+    run_task.run(make_cfg(tmp_path, checkpoint, "dataset.n_samples=4", "resume=true"), out_dir=run_dir)
+    assert is_complete(run_dir) and find_runs([tmp_path / "sweep"]) == [run_dir]
+    summary = (run_dir / "summary.md").read_text()
+    assert summary.endswith(markdown_table(pd.read_csv(run_dir / "summary.csv"), precision=4))
