@@ -1,4 +1,4 @@
-"""Per-batch results as chunk arrays: metric outputs (values and curves)."""
+"""Per-batch results as chunk arrays: metric outputs (values and curves) and method diagnostics."""
 
 from __future__ import annotations
 
@@ -32,3 +32,17 @@ def metric_outputs(name: str, output: Any, batch: int) -> tuple[dict[str, np.nda
             raise XattrError(f"metric {full} returned shape {tuple(array.shape)} for a batch of {batch}; "
                              "metrics return [B] values or [B,T] curves")
     return values, curves
+
+
+def method_diagnostics(method: Any, label: str, batch: int) -> dict[str, np.ndarray]:
+    """The method's per-image diagnostics of its last ``attribute`` call (``method.diagnostics()``, see
+    :class:`~xattr.methods.base.AttributionMethod`) as values ``{<label>/<name>: [B]}``."""
+    report = getattr(method, "diagnostics", None)
+    values: dict[str, np.ndarray] = {}
+    for name, value in (report() if report is not None else {}).items():
+        array = _as_array(value)
+        if array.shape != (batch,):
+            raise XattrError(f"method {label} reported diagnostic {name} of shape {tuple(array.shape)} for a batch "
+                             f"of {batch}; diagnostics are one value per image ([B])")
+        values[f"{label}/{name}"] = array
+    return values

@@ -5,13 +5,16 @@ score → finish::
 
     prediction = kind.predict(model, batch, x)     # classifier: clean forward → pred, confidence; target
     maps = kind.attribute(method, x, prediction)   # classifier: method.attribute(x, target) [B,C,H,W] or [B,1,H,W]
+    diagnostics = method.diagnostics()             # optional {name: [B]} → rows "<method>/<name>"
     scores = metric(model, x, maps, target, label=, mask=, boxes=, method_factory=, memo=)  # per metric
 
 ``kind`` (:mod:`xattr.tasks._kinds`) is the seam for other kinds of model: what ``predict`` returns, how
 the method is called, which per-sample entries go into the chunk and ``per_sample.csv``. Today every model
 is a classifier (:class:`~xattr.tasks._kinds.ClassifierKind`). ``memo`` is a dict created per batch and
 shared by its metrics (e.g. box/seg ratios reuse an MNIM's result, see :mod:`xattr.metrics.mnim`); the
-loop knows no particular metric.
+loop knows no particular metric. A method's diagnostics of the last ``attribute`` call
+(:meth:`~xattr.methods.base.AttributionMethod.diagnostics`) land in ``per_sample.csv`` and
+``summary.csv`` beside the metrics, with metric name ``<method label>/<name>`` (after the metrics).
 
 The run folder (files, chunks, ``DONE``) is :mod:`xattr.runs`. Resume: ``xattr run resume=true
 hydra.run.dir=<folder> <same overrides>`` keeps the finished batches in ``partial/`` and computes only
@@ -51,7 +54,7 @@ from xattr.tasks._build import (
 )
 from xattr.tasks._checks import check_batch, check_image_size, check_run_config
 from xattr.tasks._kinds import model_kind
-from xattr.tasks._outputs import metric_outputs
+from xattr.tasks._outputs import method_diagnostics, metric_outputs
 from xattr.utils.seed import seed_everything
 from xattr.utils.validate import check_maps
 
@@ -155,6 +158,7 @@ def _run_batch(batch: dict, model, kind, method, metrics: dict, method_factory, 
     maps = kind.attribute(method, x, prediction)
     timings["attribution_seconds"] += time.perf_counter() - started
     check_maps(maps, x)
+    diagnostics = method_diagnostics(method, names["method"], len(ids))
 
     # memo: shared by the batch's metrics (e.g. box/seg ratios reuse an MNIM's result)
     ground_truth = {**prediction.ground_truth, "method_factory": method_factory, "memo": {}}
@@ -173,7 +177,7 @@ def _run_batch(batch: dict, model, kind, method, metrics: dict, method_factory, 
         curves.update(metric_curves)
     timings["metric_seconds"] += time.perf_counter() - started
     timings["computed_samples"] += len(ids)
-    return chunk_arrays(ids, prediction.samples, maps.detach().float().cpu().numpy(), values,
+    return chunk_arrays(ids, prediction.samples, maps.detach().float().cpu().numpy(), {**values, **diagnostics},
                         curves)
 
 
