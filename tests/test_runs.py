@@ -158,3 +158,19 @@ def test_run_and_report_share_done_as_complete(tmp_path, monkeypatch):
     assert is_complete(run_dir) and find_runs([tmp_path / "sweep"]) == [run_dir]
     summary = (run_dir / "summary.md").read_text()
     assert summary.endswith(markdown_table(pd.read_csv(run_dir / "summary.csv"), precision=4))
+
+
+def test_sigterm_is_recorded_as_failed(tmp_path):
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers live in the main thread")
+    before = signal.getsignal(signal.SIGTERM)
+    folder = RunFolder(tmp_path / "run")
+    folder.open(resume=False)
+    with pytest.raises(SystemExit) as stopped, folder.recording({"method": "m"}):
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
+    assert json.loads((folder.path / "status.json").read_text())["error"] == "SystemExit: 143"

@@ -108,10 +108,11 @@ class RunFolder:
     @contextlib.contextmanager
     def recording(self, names: dict[str, str]) -> Iterator[None]:
         """``status.json`` says ``running`` while the block runs and ``failed`` (with the error) if it raises
-        before the folder is complete."""
+        before the folder is complete; SIGTERM counts as an error (``SystemExit: 143``)."""
         self.write_status(state="running", names=names)
         try:
-            yield
+            with _terminate_as_exception():
+                yield
         except BaseException as error:
             if not self.is_complete():
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -158,6 +159,26 @@ class RunFolder:
 
         path = self.path / PER_SAMPLE
         return pd.read_csv(path) if path.is_file() else None
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """SIGTERM (e.g. a job scheduler's kill) raises SystemExit(143) so the run records state=failed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:

@@ -24,10 +24,11 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,29 +76,22 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:
     with open_dict(cfg):
         cfg.names = names
     folder.write_config(cfg)
-    with folder.recording(names), _terminate_as_exception():
+    with folder.recording(names):
         _run(cfg, folder, names)
     return folder.path
 
 
-@contextlib.contextmanager
-def _terminate_as_exception():
-    """SIGTERM (e.g. a job scheduler's kill) raises SystemExit(143) so the run records state=failed."""
-    import signal
-    import threading
+@dataclass
+class _Job:
+    """What every batch of a run uses (built once)."""
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    model: torch.nn.Module
+    kind: Any
+    method: Any
+    metrics: dict[str, Any]
+    method_factory: Any
+    names: dict[str, str]
+    device: str
 
 
 def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
@@ -108,10 +102,9 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     dataset = build_dataset(cfg, names["dataset"])
     model = build_model(cfg, names, dataset, cache_dir, device)
     check_image_size(dataset, model, names)
-    kind = model_kind(model, cfg, names)
     method, context = build_method(cfg, model, names, cache_dir, device, seed)
-    metrics = build_metrics(cfg)
-    method_factory = make_method_factory(cfg, context, prepared=method)
+    job = _Job(model, model_kind(model, cfg, names), method, build_metrics(cfg),
+               make_method_factory(cfg, context, prepared=method), names, device)
 
     n_total, batch_size = len(dataset), int(cfg.batch_size)
     batches = [range(start, min(start + batch_size, n_total)) for start in range(0, n_total, batch_size)]
@@ -131,9 +124,7 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
         for index, rows in enumerate(batches):
             if index in finished:
                 continue
-            batch = collate([dataset[i] for i in rows])
-            chunk = _run_batch(batch, model, kind, method, metrics, method_factory, names, seed + index, device,
-                               timings)
+            chunk = _run_batch(job, collate([dataset[i] for i in rows]), seed + index, timings)
             folder.save_chunk(index, chunk)
             done += len(rows)
             folder.write_status(state="running", done=done, total=n_total, names=names)
@@ -143,42 +134,49 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     computed = max(timings.pop("computed_samples"), 1)
     timings = {"attribution_seconds_per_image": timings["attribution_seconds"] / computed,
                "metric_seconds_per_image": timings["metric_seconds"] / computed}
-    _finish(folder, cfg, dataset, kind, names, len(batches), timings)
+    _finish(folder, cfg, dataset, job.kind, names, len(batches), timings)
 
 
-def _run_batch(batch: dict, model, kind, method, metrics: dict, method_factory, names: dict, batch_seed: int,
-               device: str, timings: dict) -> dict[str, np.ndarray]:
+def _run_batch(job: _Job, batch: dict, batch_seed: int, timings: dict) -> dict[str, np.ndarray]:
+    """Predict, attribute, score one batch; returns its chunk."""
     ids = batch["id"]
-    x = batch["image"].to(device)
-    check_batch(x, ids, names)
-    prediction = kind.predict(model, batch, x)
+    x = batch["image"].to(job.device)
+    check_batch(x, ids, job.names)
+    prediction = job.kind.predict(job.model, batch, x)
 
     seed_everything(batch_seed)
     started = time.perf_counter()
-    maps = kind.attribute(method, x, prediction)
+    maps = job.kind.attribute(job.method, x, prediction)
     timings["attribution_seconds"] += time.perf_counter() - started
     check_maps(maps, x)
-    diagnostics = method_diagnostics(method, names["method"], len(ids))
+    diagnostics = method_diagnostics(job.method, job.names["method"], len(ids))
 
-    # memo: shared by the batch's metrics (e.g. box/seg ratios reuse an MNIM's result)
-    ground_truth = {**prediction.ground_truth, "method_factory": method_factory, "memo": {}}
-    if "mask" in batch:
-        ground_truth["mask"] = batch["mask"].to(device)
-    if "boxes" in batch:
-        ground_truth["boxes"] = batch["boxes"]
-    values: dict[str, np.ndarray] = {}
-    curves: dict[str, np.ndarray] = {}
     started = time.perf_counter()
-    for name, metric in metrics.items():
-        seed_everything(batch_seed)
-        metric_values, metric_curves = metric_outputs(name, metric(model, x, maps, prediction.target, **ground_truth),
-                                                      len(ids))
-        values.update(metric_values)
-        curves.update(metric_curves)
+    values, curves = _score(job, batch, x, maps, prediction, batch_seed)
     timings["metric_seconds"] += time.perf_counter() - started
     timings["computed_samples"] += len(ids)
     return chunk_arrays(ids, prediction.samples, maps.detach().float().cpu().numpy(), {**values, **diagnostics},
                         curves)
+
+
+def _score(job: _Job, batch: dict, x: torch.Tensor, maps: torch.Tensor, prediction,
+           batch_seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every metric on the batch (each seeded alike); their ``[B]`` values and ``[B,T]`` curves by name."""
+    # memo: shared by the batch's metrics (e.g. box/seg ratios reuse an MNIM's result)
+    ground_truth = {**prediction.ground_truth, "method_factory": job.method_factory, "memo": {}}
+    if "mask" in batch:
+        ground_truth["mask"] = batch["mask"].to(job.device)
+    if "boxes" in batch:
+        ground_truth["boxes"] = batch["boxes"]
+    values: dict[str, np.ndarray] = {}
+    curves: dict[str, np.ndarray] = {}
+    for name, metric in job.metrics.items():
+        seed_everything(batch_seed)
+        output = metric(job.model, x, maps, prediction.target, **ground_truth)
+        metric_values, metric_curves = metric_outputs(name, output, x.shape[0])
+        values.update(metric_values)
+        curves.update(metric_curves)
+    return values, curves
 
 
 def _finish(folder: RunFolder, cfg: DictConfig, dataset, kind, names: dict[str, str], n_batches: int,
