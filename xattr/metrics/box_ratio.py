@@ -9,11 +9,10 @@ import torch.nn as nn
 
 from xattr.data import boxes_to_mask
 from xattr.errors import XattrError
-from xattr.metrics._ratio import region_ratios
-from xattr.metrics.mnim import MNIM, _reusable_mnim
+from xattr.metrics._ratio import RegionRatio
 
 
-class BoxRatio:
+class BoxRatio(RegionRatio):
     """``BoxRatio(threshold=0.9, relative=False, substrate='noise')(model, x, maps, target, boxes=[...])``.
 
     ``boxes``: list of ``[N,4]`` (x0, y0, x1, y1) per image. ``mnim_n``/``mnim_reached`` (``[B]``, optional): a precomputed
@@ -21,10 +20,6 @@ class BoxRatio:
     :mod:`xattr.metrics.mnim`); otherwise MNIM runs with the given settings. Returns
     ``{'ratio', 'energy', 'n', 'reached'}`` of ``[B]`` tensors.
     """
-
-    def __init__(self, threshold: float = 0.9, relative: bool = False, substrate: str = "noise", grid: int = 16,
-                 seed: int = 0, max_batch: int = 16):
-        self.mnim = MNIM(threshold, relative, substrate, grid, seed, max_batch)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
                  boxes=None, mnim_n=None, mnim_reached=None, memo: dict | None = None,
@@ -37,5 +32,4 @@ class BoxRatio:
         height, width = x.shape[-2:]
         region = torch.stack([boxes_to_mask(torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4), height, width)
                               for b in boxes])
-        reuse = _reusable_mnim(self, memo) if mnim_n is None else {"mnim_n": mnim_n, "mnim_reached": mnim_reached}
-        return region_ratios(model, x, maps, target, region, self.mnim, memo=memo, **reuse)
+        return self.ratios(model, x, maps, target, region, mnim_n, mnim_reached, memo)
