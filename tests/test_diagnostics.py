@@ -12,7 +12,6 @@ from test_run_task import Interrupt, make_cfg
 from xattr.errors import XattrError
 from xattr.methods.base import AttributionMethod
 from xattr.methods.saliency import Saliency
-from xattr.models import build_model
 from xattr.tasks import run as run_task
 
 CALLS: dict = {"n": 0, "fail_on": None, "shape": None}
@@ -35,13 +34,9 @@ class ToyMethod(Saliency):
         return self._last
 
 
-@pytest.fixture()
-def checkpoint(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "tiny_cnn.pt"
-    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), path)
+@pytest.fixture(autouse=True)
+def _reset_calls():
     CALLS.update(n=0, fail_on=None, shape=None)
-    return path
 
 
 def toy_cfg(tmp_path, checkpoint, *extra):

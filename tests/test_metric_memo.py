@@ -59,17 +59,13 @@ def test_first_ratio_fills_the_memo_for_the_next_and_other_settings_search(tiny_
     assert len(calls) == 3 and len(memo) == 2
 
 
-def test_run_loop_passes_a_fresh_memo_and_nothing_mnim_specific(tmp_path, monkeypatch):
+def test_run_loop_passes_a_fresh_memo_and_nothing_mnim_specific(tmp_path, checkpoint, monkeypatch):
     """Every metric of a batch gets the same ``memo`` dict (a new one per batch) and no MNIM kwargs."""
     from test_run_task import make_cfg
 
     from xattr.metrics._perturb import CausalAUC
-    from xattr.models import build_model
     from xattr.tasks import run as run_task
 
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "tiny_cnn.pt"
-    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), checkpoint)
     seen: list[dict] = []
     call = CausalAUC.__call__
 

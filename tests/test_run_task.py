@@ -17,14 +17,6 @@ from xattr.models import build_model
 from xattr.tasks import run as run_task
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_cnn.pt"
-    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), path)
-    return path
-
-
 def make_cfg(tmp_path: Path, checkpoint: Path, *extra: str):
     overrides = ["debug=smoke", "method=saliency", "metric=[deletion]", "metric.deletion.step=0.25", "dataset.n_samples=10",
                  "batch_size=4", "n_figure=2", f"model.checkpoint={checkpoint}", f"paths.root_dir={tmp_path}",

@@ -126,19 +126,14 @@ def test_one_markdown_table_writer():
     assert report.markdown_table is markdown_table and not hasattr(report, "to_markdown")
 
 
-def test_run_and_report_share_done_as_complete(tmp_path, monkeypatch):
+def test_run_and_report_share_done_as_complete(tmp_path, checkpoint, monkeypatch):
     """A run that dies after summary.csv but before DONE is not complete for the run (resume finishes it) nor
     for the report (it is not listed)."""
-    import torch
     from test_run_task import make_cfg
 
-    from xattr.models import build_model
     from xattr.tasks import run as run_task
 
     assert run_task.is_complete is is_complete
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "tiny_cnn.pt"
-    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), checkpoint)
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed while drawing")
