@@ -66,6 +66,7 @@ def output_dir(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:
 
 
 def build_dataset(cfg: DictConfig, dataset_name: str, **overrides):
+    """``cfg.dataset`` (with ``overrides``, e.g. the training split); refuses an empty one."""
     dataset = instantiate(cfg.dataset, **overrides)
     if len(dataset) == 0:
         split = overrides.get("split", cfg.dataset.get("split"))
@@ -118,6 +119,7 @@ def build_metrics(cfg: DictConfig) -> dict[str, Callable]:
 
 
 def _overrides_prepare(method: Any) -> bool:
+    """Whether the method's class has its own ``prepare`` (then it may need the training split)."""
     prepare = getattr(type(method), "prepare", None)
     return prepare is not None and prepare is not AttributionMethod.prepare
 
