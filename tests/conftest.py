@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -30,3 +32,12 @@ def tiny_vit() -> torch.nn.Module:
     """Randomly initialised tiny_vit (6 classes, 64x64, 8x8 tokens), seeded."""
     torch.manual_seed(0)
     return build_model("tiny_vit", num_classes=6)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A random tiny_cnn state dict (6 classes): `model.checkpoint=PATH` keeps a run from training a classifier."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_cnn.pt"
+    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), path)
+    return path

@@ -15,23 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from xattr.cli import main
-from xattr.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 # one fast metric keeps each run at a few seconds; deletion with 4 steps is still a real curve
 FAST = ["debug=smoke", "method=saliency", "metric=[deletion]", "metric.deletion.step=0.25"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A random tiny_cnn state dict: `model.checkpoint=PATH` keeps the run from training a classifier."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_cnn.pt"
-    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), path)
-    return path
 
 
 def common(tmp_path: Path, checkpoint: Path) -> list[str]:

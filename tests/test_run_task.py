@@ -17,14 +17,6 @@ from xattr.models import build_model
 from xattr.tasks import run as run_task
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_cnn.pt"
-    torch.save(build_model("tiny_cnn", num_classes=6).net.state_dict(), path)
-    return path
-
-
 def make_cfg(tmp_path: Path, checkpoint: Path, *extra: str):
     overrides = ["debug=smoke", "method=saliency", "metric=[deletion]", "metric.deletion.step=0.25", "dataset.n_samples=10",
                  "batch_size=4", "n_figure=2", f"model.checkpoint={checkpoint}", f"paths.root_dir={tmp_path}",
@@ -212,17 +204,17 @@ def test_report_difficulty_hands_per_sample_table(tmp_path, checkpoint, monkeypa
 
 
 def test_box_and_seg_ratios_reuse_the_mnim_of_the_same_batch(tiny_cnn, shapes_batch):
-    from xattr.metrics.mnim import MNIM
+    from xattr.metrics.mnim import MNIM, _remember_mnim, _reusable_mnim
     from xattr.metrics.seg_ratio import SegRatio
 
     x, y, mask = shapes_batch["image"], shapes_batch["label"], shapes_batch["mask"]
     maps = torch.rand(x.shape[0], 1, *x.shape[2:], generator=torch.Generator().manual_seed(0))
     mnim, seg = MNIM(grid=4), SegRatio(grid=4)
     found: dict = {}
-    run_task._remember_mnim(mnim, mnim(tiny_cnn, x, maps, y), found)
-    reuse = run_task._reusable_mnim(seg, found)
+    _remember_mnim(mnim, mnim(tiny_cnn, x, maps, y), found)
+    reuse = _reusable_mnim(seg, found)
     assert set(reuse) == {"mnim_n", "mnim_reached"}
     reused, fresh = seg(tiny_cnn, x, maps, y, mask=mask, **reuse), seg(tiny_cnn, x, maps, y, mask=mask)
     assert all(torch.equal(reused[k], fresh[k]) for k in fresh)
-    assert run_task._reusable_mnim(SegRatio(grid=8), found) == {}   # other settings: computed afresh
-    assert run_task._reusable_mnim(mnim, found) == {}               # MNIM itself is never skipped
+    assert _reusable_mnim(SegRatio(grid=8), found) == {}   # other settings: computed afresh
+    assert _reusable_mnim(mnim, found) == {}               # MNIM itself is never skipped

@@ -2,6 +2,10 @@
 
 ``x``: ``[B,3,H,W]`` float in ``[0,1]``; ``target``: LongTensor ``[B]``; result float32 on ``x.device``,
 ``[B,C,H,W]`` (per pixel-channel) or ``[B,1,H,W]`` (per pixel), not normalised.
+
+Optional: ``diagnostics() -> {name: [B]}``, per-image values about the last ``attribute`` call (e.g. a path
+method's completeness error, a fit's final loss); the run task writes them to ``per_sample.csv`` and
+``summary.csv`` as metric ``<method>/<name>``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ class AttributionMethod:
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """Per-image diagnostics ``{name: [B]}`` of the last ``attribute`` call (e.g. a completeness error or a
+        fit's final loss), written by the run task as metric ``<method>/<name>``. Default: none."""
+        return {}
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.attribute(x, target)

@@ -9,24 +9,21 @@ import torch.nn as nn
 
 from xattr.data import boxes_to_mask
 from xattr.errors import XattrError
-from xattr.metrics._ratio import region_ratios
-from xattr.metrics.mnim import MNIM
+from xattr.metrics._ratio import RegionRatio
 
 
-class BoxRatio:
+class BoxRatio(RegionRatio):
     """``BoxRatio(threshold=0.9, relative=False, substrate='noise')(model, x, maps, target, boxes=[...])``.
 
     ``boxes``: list of ``[N,4]`` (x0, y0, x1, y1) per image. ``mnim_n``/``mnim_reached`` (``[B]``, optional): a precomputed
-    MNIM counts; otherwise MNIM runs with the given settings. Returns
+    MNIM counts; else the result of an MNIM with equal settings in ``memo`` (the batch's memo, see
+    :mod:`xattr.metrics.mnim`); otherwise MNIM runs with the given settings. Returns
     ``{'ratio', 'energy', 'n', 'reached'}`` of ``[B]`` tensors.
     """
 
-    def __init__(self, threshold: float = 0.9, relative: bool = False, substrate: str = "noise", grid: int = 16,
-                 seed: int = 0, max_batch: int = 16):
-        self.mnim = MNIM(threshold, relative, substrate, grid, seed, max_batch)
-
     def __call__(self, model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-                 boxes=None, mnim_n=None, mnim_reached=None, **ground_truth) -> dict[str, torch.Tensor]:
+                 boxes=None, mnim_n=None, mnim_reached=None, memo: dict | None = None,
+                 **ground_truth) -> dict[str, torch.Tensor]:
         if boxes is None:
             raise XattrError("BoxRatio needs ground-truth boxes; use a dataset with boxes (e.g. dataset=shapes) "
                              "or drop box_ratio from metric")
@@ -35,4 +32,4 @@ class BoxRatio:
         height, width = x.shape[-2:]
         region = torch.stack([boxes_to_mask(torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4), height, width)
                               for b in boxes])
-        return region_ratios(model, x, maps, target, region, self.mnim, mnim_n, mnim_reached)
+        return self.ratios(model, x, maps, target, region, mnim_n, mnim_reached, memo)

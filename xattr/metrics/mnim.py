@@ -15,6 +15,11 @@ grid point (always when the curve is monotone). Forward passes per image: ``grid
 
 Images whose curve never reaches the threshold on the grid get ``reached = 0``, ``N = M`` and score 1.0.
 An image that already reaches it with nothing inserted gets ``N = 0``.
+
+Memo: called with ``memo=<dict>`` (the run creates one per batch and passes it to every metric of the
+batch, i.e. for the same model, images and maps), MNIM stores its ``n``/``reached`` under
+:meth:`MNIM.memo_key` (its settings); BoxRatio and SegRatio with equal settings read them from there
+instead of searching again (:func:`_reusable_mnim`). Without a memo every metric computes its own.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from xattr.metrics._perturb import (
 class MNIM:
     """``MNIM(threshold=0.9, relative=False, substrate='noise')(model, x, maps, target)``.
 
-    Returns ``{'mnim': N/units [B], 'n': N [B], 'reached': 1.0/0.0 [B], 'passes': forward passes [B]}``.
+    Returns ``{'mnim': N/units [B], 'n': N [B], 'reached': 1.0/0.0 [B], 'passes': forward passes [B]}``;
+    with ``memo=<dict>`` it also stores ``n``/``reached`` there (see the module docstring).
     """
 
     def __init__(self, threshold: float = 0.9, relative: bool = False, substrate: str = "noise", grid: int = 16,
@@ -59,9 +65,19 @@ class MNIM:
         """What the result depends on (not ``max_batch``): MNIMs with equal settings give equal results."""
         return (self.threshold, self.relative, self.substrate, self.grid, self.seed)
 
-    @torch.no_grad()
+    def memo_key(self) -> tuple:
+        """Key of this MNIM's ``n``/``reached`` in a batch's memo: equal settings share one entry."""
+        return ("mnim", *self.settings())
+
     def __call__(self, model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-                 **ground_truth) -> dict[str, torch.Tensor]:
+                 memo: dict | None = None, **ground_truth) -> dict[str, torch.Tensor]:
+        output = self._search(model, x, maps, target)
+        _remember_mnim(self, output, memo)
+        return output
+
+    @torch.no_grad()
+    def _search(self, model: nn.Module, x: torch.Tensor, maps: torch.Tensor,
+                target: torch.Tensor) -> dict[str, torch.Tensor]:
         target = validate_inputs(model, x, maps, target)
         batch = x.shape[0]
         rank = rank_units(maps, self.seed)
@@ -96,3 +112,25 @@ class MNIM:
             "reached": reached.float(),
             "passes": passes.float(),
         }
+
+
+def _inner_mnim(metric: object) -> MNIM | None:
+    """The MNIM a metric is or runs inside (box/seg ratios keep theirs as ``.mnim``), ``None`` for others."""
+    inner = metric if isinstance(metric, MNIM) else getattr(metric, "mnim", None)
+    return inner if isinstance(inner, MNIM) else None
+
+
+def _remember_mnim(metric: object, output: object, memo: dict | None) -> None:
+    """Store ``output``'s ``n``/``reached`` in ``memo`` under the key of ``metric``'s MNIM (the first one stays)."""
+    inner = _inner_mnim(metric)
+    if memo is None or inner is None or not isinstance(output, dict) or not {"n", "reached"} <= set(output):
+        return
+    memo.setdefault(inner.memo_key(), {"n": output["n"], "reached": output["reached"]})
+
+
+def _reusable_mnim(metric: object, memo: dict | None) -> dict:
+    """``mnim_n``/``mnim_reached`` kwargs for a ratio metric whose MNIM result ``memo`` already holds; ``{}``
+    when it does not, for other settings, and for an MNIM itself (which always searches)."""
+    inner = None if isinstance(metric, MNIM) else _inner_mnim(metric)
+    found = None if memo is None or inner is None else memo.get(inner.memo_key())
+    return {} if found is None else {"mnim_n": found["n"], "mnim_reached": found["reached"]}

@@ -1,8 +1,8 @@
 """``xattr report RUN_DIR...``: methods × metrics tables from run folders and multirun folders.
 
-Every folder under the given paths that holds a ``summary.csv`` (completed runs only: it is written at
-the end of a run) is read. Rows are (``--by`` keys…, method, model, dataset); columns are metrics;
-cells are ``mean ± std``. Runs that share a row (e.g. seeds) are pooled: mean and population std over
+Every complete run folder (one with ``DONE``, :func:`xattr.runs.is_complete`) at or below the given
+paths is read (:func:`xattr.runs.find_runs`). Rows are (``--by`` keys…, method, model, dataset); columns
+are metrics; cells are ``mean ± std``. Runs that share a row (e.g. seeds) are pooled: mean and population std over
 all their samples (``n`` adds up). Output: the markdown table on stdout, and ``report.csv`` (long
 format, one row per row-key and metric), ``report.md`` and ``report.tex`` in ``--out`` (default: the
 first RUN_DIR argument, i.e. next to the runs it summarises).
@@ -11,7 +11,7 @@ first RUN_DIR argument, i.e. next to the runs it summarises).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from xattr.errors import XattrError
+from xattr.runs import RunFolder, find_runs, markdown_table
 from xattr.utils.io import atomic_save_dataframe, atomic_write_text
 
 NAME_COLUMNS = ["method", "model", "dataset"]
@@ -27,39 +28,6 @@ PAPER_COLUMNS = ["table", "model", "method", "metric", "mean", "std"]
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Completed run folders (those with ``summary.csv``) at or below each path, in path order."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise XattrError(f"run folder {path} does not exist; pass run folders or multirun folders "
-                             "(e.g. outputs/multirun/<time>)")
-        if (path / "summary.csv").is_file():
-            candidates = [path]
-        else:
-            candidates = sorted((p.parent for p in path.rglob("summary.csv")), key=_natural_key)
-        for candidate in candidates:
-            if candidate.resolve() not in {f.resolve() for f in found}:
-                found.append(candidate)
-    if not found:
-        raise XattrError(f"no completed runs (folders with summary.csv) under {', '.join(map(str, paths))}; "
-                         "a run writes summary.csv when it finishes (resume unfinished ones with resume=true)")
-    return found
-
-
-def _natural_key(path: Path) -> list:
-    """Sort multirun subfolders 0-, 1-, ..., 10- numerically."""
-    import re
-
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
-
-
-def run_config(run_dir: Path) -> DictConfig | None:
-    path = run_dir / ".hydra" / "config.yaml"
-    return OmegaConf.load(path) if path.is_file() else None
 
 
 def config_value(config: DictConfig | None, key: str) -> object:
@@ -78,8 +46,8 @@ def load_summaries(run_dirs: Sequence[Path], by: Sequence[str] = ()) -> pd.DataF
     frames = []
     found_key = dict.fromkeys(by, False)
     for run_dir in run_dirs:
-        summary = pd.read_csv(run_dir / "summary.csv")
-        config = run_config(run_dir)
+        folder = RunFolder(run_dir)
+        summary, config = folder.summary(), folder.config()
         for key in by:
             if key in NAME_COLUMNS:  # method / model / dataset labels are summary.csv columns already
                 found_key[key] = True
@@ -177,14 +145,6 @@ def wide_table(long: pd.DataFrame, row_keys: Sequence[str], precision: int = 3) 
     return pd.DataFrame(rows)
 
 
-def to_markdown(frame: pd.DataFrame) -> str:
-    columns = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
           "±": r"$\pm$", "—": "--", "·": ","}
@@ -224,7 +184,7 @@ def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Pa
     table = wide_table(long, row_keys, precision)
     caption = (" · ".join(f"{k} {long[k].iloc[0]}" for k in constant) + "; " if constant else "") + \
         f"mean ± std over samples ({len(runs)} run{'s' if len(runs) != 1 else ''})"
-    markdown = f"{caption}\n\n{to_markdown(table)}"
+    markdown = f"{caption}\n\n{markdown_table(table)}"
 
     out_dir = Path(out) if out is not None else Path(run_dirs[0])
     atomic_save_dataframe(out_dir / "report.csv", long)
@@ -238,7 +198,7 @@ def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Pa
         atomic_save_dataframe(out_dir / "paired.csv", differences)
         paired_md = (f"paired differences {paired} − method on the same images (mean ± standard error; "
                      f"share of images where {paired} is higher / lower)\n\n"
-                     + (to_markdown(paired_table(differences, precision)) if len(differences)
+                     + (markdown_table(paired_table(differences, precision)) if len(differences)
                         else "no other method on the same images\n"))
         atomic_write_text(out_dir / "paired.md", paired_md)
         if echo:
@@ -248,7 +208,7 @@ def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Pa
         breakdown = difficulty_report(runs, by, out_dir / "difficulty", n_bins)
         if echo:
             print("\ndifficulty-aware breakdown (samples binned by clean confidence):\n")
-            print(to_markdown(breakdown.round(precision)), end="")
+            print(markdown_table(breakdown.round(precision)), end="")
     return long
 
 
@@ -257,12 +217,11 @@ def per_sample_frame(runs: Sequence[Path], by: Sequence[str] = ()) -> pd.DataFra
     the method label, e.g. ``ib[method.beta=10]``, so sweeps stay apart)."""
     frames = []
     for run_dir in runs:
-        path = run_dir / "per_sample.csv"
-        if not path.is_file():
+        folder = RunFolder(run_dir)
+        frame = folder.per_sample()
+        if frame is None:
             continue
-        names = pd.read_csv(run_dir / "summary.csv", nrows=1)
-        frame = pd.read_csv(path)
-        config = run_config(run_dir)
+        names, config = folder.summary(nrows=1), folder.config()
         label = str(names["method"].iloc[0]) if len(names) else "method"
         extra = [f"{key}={config_value(config, key)}" for key in by if key not in NAME_COLUMNS]
         frame["method"] = f"{label}[{','.join(extra)}]" if extra else label

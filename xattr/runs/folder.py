@@ -1,0 +1,208 @@
+"""One run folder on disk: its lifecycle (open, manifest, status, chunks, ``DONE``) and reading it back.
+
+A run goes ``open`` → ``start`` → ``save_chunk`` per batch → (writers) → ``complete``; ``recording``
+keeps ``status.json`` honest around it. The format is described in :mod:`xattr.runs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from xattr.errors import XattrError
+from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
+
+PARTIAL = "partial"
+DONE = "DONE"
+STATUS = "status.json"
+MANIFEST = "manifest.json"
+CONFIG = ".hydra/config.yaml"
+PER_SAMPLE = "per_sample.csv"
+SUMMARY = "summary.csv"
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """A run folder is complete when its ``DONE`` marker exists (written after every other file)."""
+    return (Path(run_dir) / DONE).is_file()
+
+
+def manifest(cfg: DictConfig, selection: list[int], names: dict[str, str]) -> dict:
+    """What must not change between an interrupted run and its resumption (``partial/manifest.json``)."""
+    container = OmegaConf.to_container
+    return {
+        "dataset": container(cfg.dataset, resolve=True),
+        "selection": selection,
+        "batch_size": int(cfg.batch_size),
+        "target": str(cfg.target),
+        "seed": int(cfg.seed),
+        "names": names,
+        "method": container(cfg.method, resolve=True),
+        "metric": container(cfg.metric, resolve=True) if cfg.get("metric") is not None else {},
+        "model": {k: v for k, v in container(cfg.model, resolve=True).items() if k != "device"},
+    }
+
+
+class RunFolder:
+    """A run folder at ``path``: written by the run task, read by the report."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def partial(self) -> Path:
+        return self.path / PARTIAL
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.partial / MANIFEST
+
+    def is_complete(self) -> bool:
+        return is_complete(self.path)
+
+    # ----------------------------------------------------------------------- writing (the run task)
+
+    def open(self, resume: bool) -> bool:
+        """Take the folder for a run (the one place a run claims it): create it; refuse one that holds results
+        unless ``resume``. Returns ``False`` when ``resume`` finds it complete (nothing to do)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if resume and self.is_complete():
+            return False
+        if not resume and (self.manifest_path.exists() or self.is_complete()):
+            raise XattrError(f"run folder {self.path} already holds results; pass resume=true to continue it "
+                             "or choose a new hydra.run.dir")
+        return True
+
+    def start(self, cfg: DictConfig, selection: list[int], names: dict[str, str], n_batches: int) -> set[int]:
+        """Write ``partial/manifest.json`` (see :func:`manifest`), or check it against the interrupted run's when
+        resuming; return the indices (below ``n_batches``) of the batches already finished."""
+        wanted = manifest(cfg, selection, names)
+        if self.manifest_path.exists():
+            previous = json.loads(self.manifest_path.read_text())
+            changed = [key for key in wanted if previous.get(key) != wanted[key]]
+            if changed:
+                raise XattrError(f"cannot resume {self.path}: {', '.join(changed)} differ from the interrupted run; "
+                                 "repeat its overrides or start a new hydra.run.dir")
+        else:
+            self.partial.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.manifest_path, wanted)
+        finished = {int(path.stem.split("-")[1]) for path in self.partial.glob("batch-*.npz")}
+        return {index for index in finished if index < n_batches}
+
+    def write_config(self, cfg: DictConfig) -> None:
+        """``.hydra/config.yaml``: the composed config as the run used it."""
+        atomic_write_text(self.path / CONFIG, OmegaConf.to_yaml(cfg))
+
+    def write_status(self, **fields) -> None:
+        atomic_write_json(self.path / STATUS, fields)
+
+    @contextlib.contextmanager
+    def recording(self, names: dict[str, str]) -> Iterator[None]:
+        """``status.json`` says ``running`` while the block runs and ``failed`` (with the error) if it raises
+        before the folder is complete; SIGTERM counts as an error (``SystemExit: 143``)."""
+        self.write_status(state="running", names=names)
+        try:
+            with _terminate_as_exception():
+                yield
+        except BaseException as error:
+            if not self.is_complete():
+                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                self.write_status(state="failed", error=f"{type(error).__name__}: {message}", names=names)
+            raise
+
+    def chunk_path(self, index: int) -> Path:
+        return self.partial / f"batch-{index:05d}.npz"
+
+    def save_chunk(self, index: int, arrays: dict[str, np.ndarray]) -> None:
+        atomic_save_npz(self.chunk_path(index), arrays)
+
+    def load_chunks(self, n_batches: int) -> list[dict[str, np.ndarray]]:
+        """The chunks of batches ``0 .. n_batches-1``, in order."""
+        chunks = []
+        for index in range(n_batches):
+            with np.load(self.chunk_path(index), allow_pickle=False) as data:
+                chunks.append({key: data[key] for key in data.files})
+        return chunks
+
+    def complete(self, **status) -> None:
+        """Mark the run complete: ``status.json`` (``state=complete`` plus ``status``), then ``DONE``; drop
+        ``partial/``. Call after every other file is written."""
+        self.write_status(state="complete", **status)
+        atomic_write_text(self.path / DONE, "complete\n")
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    # ----------------------------------------------------------------------- reading (the report)
+
+    def config(self) -> DictConfig | None:
+        """The run's ``.hydra/config.yaml``; ``None`` when absent."""
+        path = self.path / CONFIG
+        return OmegaConf.load(path) if path.is_file() else None
+
+    def summary(self, nrows: int | None = None):
+        """``summary.csv`` as a frame (``nrows``: only the first rows)."""
+        import pandas as pd
+
+        return pd.read_csv(self.path / SUMMARY, nrows=nrows)
+
+    def per_sample(self):
+        """``per_sample.csv`` as a frame; ``None`` when the run wrote none."""
+        import pandas as pd
+
+        path = self.path / PER_SAMPLE
+        return pd.read_csv(path) if path.is_file() else None
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """SIGTERM (e.g. a job scheduler's kill) raises SystemExit(143) so the run records state=failed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Complete run folders (:func:`is_complete`) at or below each path, in path order (numbered multirun
+    subfolders in numeric order), each once."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise XattrError(f"run folder {path} does not exist; pass run folders or multirun folders "
+                             "(e.g. outputs/multirun/<time>)")
+        if is_complete(path):
+            candidates = [path]
+        else:
+            candidates = sorted((p.parent for p in path.rglob(DONE) if p.is_file()), key=_natural_key)
+        for candidate in candidates:
+            if candidate.resolve() not in {f.resolve() for f in found}:
+                found.append(candidate)
+    if not found:
+        raise XattrError(f"no complete runs (folders with {DONE}) under {', '.join(map(str, paths))}; "
+                         f"a run writes {DONE} when it finishes (resume unfinished ones with resume=true)")
+    return found
+
+
+def _natural_key(path: Path) -> list:
+    """Sort multirun subfolders 0-, 1-, ..., 10- numerically."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
