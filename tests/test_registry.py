@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hydra.utils import get_method
+from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
+from xattr.data import BUILTIN_DATASETS, dataset_class, list_datasets, register_dataset
+from xattr.errors import XattrError
 from xattr.models import MODEL_NAMES, OFFLINE_MODELS, build_model, list_models, model_entry, register_model
 from xattr.utils.conf import conf_dir
 
@@ -41,3 +43,36 @@ def test_register_model_refuses_duplicates_and_unknown_sources():
     with pytest.raises(ValueError, match="source"):
         register_model("new_model", "somewhere")
     assert "new_model" not in list_models()
+
+
+def test_every_dataset_has_a_config_and_every_config_a_dataset():
+    # imagenet_a / imagenet_r are ImageNet variants with classes and configs of their own: plain entries
+    assert sorted(group_files("dataset")) == sorted(list_datasets())
+
+
+@pytest.mark.parametrize("name", sorted(group_files("dataset")))
+def test_dataset_config_targets_the_registered_class(name):
+    cls = get_class(group_files("dataset")[name]["_target_"])
+    assert cls is dataset_class(name) and cls.name == name
+
+
+def test_builtin_datasets_need_no_files():
+    assert BUILTIN_DATASETS == list_datasets(builtin=True) == ("digits", "shapes")
+    for name in BUILTIN_DATASETS:
+        dataset = dataset_class(name)(split="test", n_samples=2)
+        assert len(dataset) == 2 and dataset.num_classes == len(dataset.class_names) > 1
+
+
+def test_unknown_dataset_names_choices():
+    with pytest.raises(XattrError, match="shapes") as info:
+        dataset_class("cifar10")
+    assert "\n" not in str(info.value)
+
+
+def test_register_dataset_refuses_duplicates():
+    class Again:
+        name = "shapes"
+
+    with pytest.raises(ValueError, match="twice"):
+        register_dataset()(Again)
+    assert dataset_class("shapes") is not Again
