@@ -9,6 +9,8 @@ from xattr.models.registry import register_model, weights_unavailable
 from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 SOURCE = "timm"
+#: ViT-B/16s with a class token at 224 px (``_vit_spec``): model name → timm architecture
+VITS = {"vit_b16": "vit_base_patch16_224", "deit_b16": "deit_base_patch16_224"}
 
 
 def _host_resolves(host: str) -> bool:
@@ -73,16 +75,15 @@ def _vit_spec(name: str, arch: str, num_classes: int, size: int = 224, patch: in
                      mean=mean, std=std)
 
 
-@register_model("vit_b16", SOURCE)
-def _build_vit_b16(pretrained, num_classes, **_):
-    arch = "vit_base_patch16_224"
-    return _create("vit_b16", arch, pretrained, num_classes), _vit_spec("vit_b16", arch, num_classes)
+def _vit_builder(name: str, arch: str):
+    def build(pretrained, num_classes, **_):
+        return _create(name, arch, pretrained, num_classes), _vit_spec(name, arch, num_classes)
+
+    return build
 
 
-@register_model("deit_b16", SOURCE)
-def _build_deit_b16(pretrained, num_classes, **_):
-    arch = "deit_base_patch16_224"
-    return _create("deit_b16", arch, pretrained, num_classes), _vit_spec("deit_b16", arch, num_classes)
+for _name, _arch in VITS.items():
+    register_model(_name, SOURCE)(_vit_builder(_name, _arch))
 
 
 @register_model("swin_b", SOURCE)

@@ -15,7 +15,15 @@ from xattr.models.spec import ModelSpec
 SOURCE = "torchvision"
 
 
-def _create(name: str, builder: str, weights_enum: str, pretrained: bool, num_classes: int) -> nn.Module:
+#: model name (= torchvision builder) → (weights enum, IBA bottleneck layer, Grad-CAM layer)
+MODELS = {
+    "vgg16": ("VGG16_Weights", "features.17", "features.28"),
+    "resnet50": ("ResNet50_Weights", "layer2", "layer4"),
+    "efficientnet_b0": ("EfficientNet_B0_Weights", "features.4", "features.8"),
+}
+
+
+def _create(name: str, weights_enum: str, pretrained: bool, num_classes: int) -> nn.Module:
     import torchvision.models as tvm
 
     weights = None
@@ -24,28 +32,19 @@ def _create(name: str, builder: str, weights_enum: str, pretrained: bool, num_cl
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
         if not cached.exists():
             try:
-                return getattr(tvm, builder)(weights=weights)
+                return getattr(tvm, name)(weights=weights)
             except Exception as error:  # no network: one line, not a traceback
                 raise XattrError(weights_unavailable(name, str(cached.parent))) from error
-    return getattr(tvm, builder)(weights=weights, num_classes=num_classes)
+    return getattr(tvm, name)(weights=weights, num_classes=num_classes)
 
 
-@register_model("vgg16", SOURCE)
-def _build_vgg16(pretrained, num_classes, **_):
-    spec = ModelSpec("vgg16", (224, 224), num_classes, "cnn",
-                     layers={"bottleneck": "features.17", "gradcam": "features.28"})
-    return _create("vgg16", "vgg16", "VGG16_Weights", pretrained, num_classes), spec
+def _builder(name: str, weights_enum: str, bottleneck: str, gradcam: str):
+    def build(pretrained, num_classes, **_):
+        spec = ModelSpec(name, (224, 224), num_classes, "cnn", layers={"bottleneck": bottleneck, "gradcam": gradcam})
+        return _create(name, weights_enum, pretrained, num_classes), spec
+
+    return build
 
 
-@register_model("resnet50", SOURCE)
-def _build_resnet50(pretrained, num_classes, **_):
-    spec = ModelSpec("resnet50", (224, 224), num_classes, "cnn",
-                     layers={"bottleneck": "layer2", "gradcam": "layer4"})
-    return _create("resnet50", "resnet50", "ResNet50_Weights", pretrained, num_classes), spec
-
-
-@register_model("efficientnet_b0", SOURCE)
-def _build_efficientnet_b0(pretrained, num_classes, **_):
-    spec = ModelSpec("efficientnet_b0", (224, 224), num_classes, "cnn",
-                     layers={"bottleneck": "features.4", "gradcam": "features.8"})
-    return _create("efficientnet_b0", "efficientnet_b0", "EfficientNet_B0_Weights", pretrained, num_classes), spec
+for _name, (_weights, _bottleneck, _gradcam) in MODELS.items():
+    register_model(_name, SOURCE)(_builder(_name, _weights, _bottleneck, _gradcam))
