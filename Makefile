@@ -19,11 +19,11 @@ $(PY):
 # torch>=2.14 is pinned in pyproject.toml: the registry's torchvision needs it (the older CPU-only
 # torch 2.13 wheel some machines carry breaks torchvision's operators at import). The registry's
 # torch build ships CUDA libraries but runs on the CPU here.
-$(VENV)/.installed: pyproject.toml | $(PY)
+$(VENV)/.installed: pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
+$(VENV)/.installed-dev: pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install -e ".[dev]"
 	touch $(VENV)/.installed $@
 

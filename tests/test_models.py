@@ -74,8 +74,8 @@ def test_unknown_model_names_choices():
 @pytest.mark.parametrize("name", ["vgg16", "swin_b"])
 def test_pretrained_offline_is_one_line(name, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr("xattr.models._host_resolves", lambda host: False)
-    monkeypatch.setattr("xattr.models._timm_cached_file", lambda arch: None)
+    monkeypatch.setattr("xattr.models._timm._host_resolves", lambda host: False)
+    monkeypatch.setattr("xattr.models._timm._timm_cached_file", lambda arch: None)
     try:
         build_model(name, pretrained=True)
     except XattrError as error:

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from xattr.data.base import AttributionDataset, mask_to_box
+from xattr.data.registry import register_dataset
 from xattr.errors import XattrError
 
 
+@register_dataset(builtin=True)
 class DigitsDataset(AttributionDataset):
     """1,797 8×8 grey digits (0–16) → ``[3,S,S]`` in ``[0,1]`` by bilinear upsampling.
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from xattr.data.files import FileDataset, Record, missing_root
+from xattr.data.registry import register_dataset
 from xattr.data.transforms import list_images
 
 LAYOUT = "<root>/<class>/<image>.jpg (ImageFolder), optional masks <mask_root>/<class>/<stem>.png"
 
 
+@register_dataset()
 class FolderDataset(FileDataset):
     """Images from class sub-folders; masks from ``mask_root`` when given (images without a mask keep none)."""
 

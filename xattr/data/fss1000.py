@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xattr.data.files import FileDataset, Record, missing_root
+from xattr.data.registry import register_dataset
 from xattr.errors import XattrError
 
 LAYOUT = "<root>/<class>/<N>.jpg with masks <root>/<class>/<N>.png"
@@ -25,6 +26,7 @@ def _number(path: Path):
     return (0, int(path.stem)) if path.stem.isdigit() else (1, path.stem)
 
 
+@register_dataset()
 class FSS1000Dataset(FileDataset):
     """Images with exact object masks; ``label`` = class-folder index (not an ImageNet class)."""
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from xattr.data.files import FileDataset, Record, missing_root
+from xattr.data.registry import register_dataset
 from xattr.data.transforms import IMAGE_SUFFIXES, list_images
 from xattr.errors import XattrError
 
@@ -80,6 +81,7 @@ def read_voc_xml(path: Path) -> list[tuple[str, list[float]]]:
     return objects
 
 
+@register_dataset()
 class ImageNetDataset(FileDataset):
     """ILSVRC2012 ``val`` (with boxes) or ``train`` images, labels in torchvision's class order."""
 
@@ -165,6 +167,7 @@ class _ImageNetVariant(FileDataset):
         self._finish(n_samples, seed, root)
 
 
+@register_dataset()
 class ImageNetADataset(_ImageNetVariant):
     """ImageNet-A (Hendrycks et al. 2021): natural adversarial examples, 200 classes."""
 
@@ -172,6 +175,7 @@ class ImageNetADataset(_ImageNetVariant):
     folder_name = "imagenet-a"
 
 
+@register_dataset()
 class ImageNetRDataset(_ImageNetVariant):
     """ImageNet-R (Hendrycks et al. 2021): renditions (art, cartoons, ...), 200 classes."""
 

@@ -15,6 +15,7 @@ import torch
 from skimage.draw import line_aa, polygon2mask
 
 from xattr.data.base import AttributionDataset, mask_to_box
+from xattr.data.registry import register_dataset
 from xattr.errors import XattrError
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -99,6 +100,7 @@ def render_sample(seed: int, split: str, index: int, size: int = 64, n_distracto
     return np.clip(image, 0.0, 1.0), label, mask
 
 
+@register_dataset(builtin=True)
 class ShapesDataset(AttributionDataset):
     """Procedural shapes; sample ``i`` of a split is the same for a given ``seed`` on every machine.
 

@@ -1,8 +1,11 @@
-"""Small offline classifiers trained here: ``tiny_cnn`` (VGG-like) and ``tiny_vit`` (timm ViT)."""
+"""Small offline classifiers trained here (source ``ours``): ``tiny_cnn`` (VGG-like) and ``tiny_vit`` (timm ViT)."""
 
 from __future__ import annotations
 
 import torch.nn as nn
+
+from xattr.models.registry import OURS, register_model
+from xattr.models.spec import ModelSpec
 
 
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -67,3 +70,21 @@ def tiny_vit(num_classes: int = 6, image_size: int = 64, patch_size: int = 8, di
                             class_token=True, global_pool="token")
     net.patch_embed.proj = conv_stem(dim, patch_size)
     return net
+
+
+@register_model("tiny_cnn", OURS)
+def _build_tiny_cnn(pretrained, num_classes, image_size=64, width=16, **_):
+    spec = ModelSpec("tiny_cnn", (image_size, image_size), num_classes, "cnn",
+                     layers={"bottleneck": "features.13", "gradcam": "features.24"})
+    return TinyCNN(num_classes=num_classes, width=width), spec
+
+
+@register_model("tiny_vit", OURS)
+def _build_tiny_vit(pretrained, num_classes, image_size=64, patch_size=8, dim=96, depth=6, heads=4, **_):
+    net = tiny_vit(num_classes, image_size, patch_size, dim, depth, heads)
+    grid = image_size // patch_size
+    spec = ModelSpec("tiny_vit", (image_size, image_size), num_classes, "vit",
+                     layers={"block": "blocks.{i}", "norm1": "blocks.{i}.norm1", "bottleneck": "blocks.1",
+                             "gradcam": f"blocks.{depth - 1}.norm1"},
+                     num_blocks=depth, token_grid=(grid, grid), num_prefix_tokens=1)
+    return net, spec

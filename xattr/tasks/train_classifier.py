@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from xattr.data import DigitsDataset, ShapesDataset
+from xattr.data import BUILTIN_DATASETS, dataset_class
 from xattr.errors import XattrError
 from xattr.models import OFFLINE_MODELS, ZooModel, build_model, load_state_dict
 from xattr.utils.io import atomic_torch_save
@@ -28,7 +28,6 @@ DEFAULTS = {
     "tiny_cnn": {"epochs": 5, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "train_size": 5000},
     "tiny_vit": {"epochs": 15, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "train_size": 5000},
 }
-_DATASETS = {"shapes": ShapesDataset, "digits": DigitsDataset}
 
 
 def checkpoint_path(cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int) -> Path:
@@ -122,9 +121,9 @@ def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "s
     """A trained offline classifier from the cache; trains and caches it first if missing (one log line)."""
     if model_name not in OFFLINE_MODELS:
         raise XattrError(f"{model_name} is not trained here; offline models are {', '.join(OFFLINE_MODELS)}")
-    if dataset_name not in _DATASETS:
+    if dataset_name not in BUILTIN_DATASETS:
         raise XattrError(f"no built-in training set for dataset {dataset_name!r}; use shapes or digits")
-    dataset_cls = _DATASETS[dataset_name]
+    dataset_cls = dataset_class(dataset_name)
     num_classes = len(dataset_cls.class_names)
     path = checkpoint_path(cache_dir, model_name, dataset_name, image_size)
     if not path.exists():
