@@ -137,7 +137,7 @@ def test_denoiser_training_resumes_after_interruption(tmp_path, monkeypatch):
 
 def test_channel_space_is_the_models_standardised_input(tiny_cnn, shapes_batch):
     from xattr.metrics._perturb import make_generator, noise_field
-    from xattr.tasks._diffib_common import space_tag
+    from xattr.models.standardise import space_tag
 
     x = shapes_batch["image"]
     view = DiffIB(tiny_cnn).classifier_view(3)

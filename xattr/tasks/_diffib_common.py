@@ -1,17 +1,14 @@
 """Helpers shared by the DiffIB train tasks (denoiser, alpha-U-Net): image materialisation, EMA, loss-curve PNG,
-the standardised space they train in and its checkpoint-name tag."""
+checkpoints (the standardised space they train in: :mod:`xattr.models.standardise`)."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from xattr.errors import XattrError
-from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD
 from xattr.utils.io import atomic_savefig
 
 
@@ -125,38 +122,3 @@ def save_final(checkpoint: Path | None, partial: Path | None, ema, config: dict,
     save_loss_curve(checkpoint.with_suffix(".loss.png"), losses, f"{title} {checkpoint.stem}")
     if partial is not None and partial.exists():
         partial.unlink()
-
-
-def space_tag(mean, std) -> str:
-    """Checkpoint-name suffix for the space a network was trained in: ``""`` for the ``[0,1]`` pixel space
-    (``mean``/``std`` ``None``), ``"-imagenet"`` for the ImageNet constants, ``"-n<hash>"`` for others."""
-    if mean is None and std is None:
-        return ""
-    if mean is None or std is None:
-        raise XattrError("give both mean and std (the classifier's normalisation) or neither (pixel space)")
-    values = tuple(round(float(v), 4) for v in (*mean, *std))
-    if values == tuple(round(v, 4) for v in (*IMAGENET_MEAN, *IMAGENET_STD)):
-        return "-imagenet"
-    return "-n" + hashlib.sha1(repr(values).encode()).hexdigest()[:8]
-
-
-def space_constants(mean, std, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean, std)`` float32 ``[C]`` of the space a network trains in (zeros/ones when both are ``None``)."""
-    if mean is None and std is None:
-        return torch.zeros(channels), torch.ones(channels)
-    m = torch.as_tensor(mean, dtype=torch.float32).flatten()
-    s = torch.as_tensor(std, dtype=torch.float32).flatten()
-    if m.numel() != channels or s.numel() != channels:
-        raise XattrError(f"mean/std have {m.numel()}/{s.numel()} values for {channels}-channel images; "
-                         f"give one per channel")
-    return m, s
-
-
-def standardiser(mean, std, channels: int):
-    """``x -> (x - mean) / std`` for ``[B,C,H,W]`` (identity when both are ``None``)."""
-    m, s = (t.reshape(1, -1, 1, 1) for t in space_constants(mean, std, channels))
-    return lambda x: (x - m.to(x)) / s.to(x)
-
-
-def as_list(values):
-    return None if values is None else [float(v) for v in values]

@@ -20,17 +20,15 @@ from tqdm.auto import tqdm
 from xattr.errors import XattrError
 from xattr.info import noise_channel
 from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD, OnStandardised
-from xattr.nets.unet import UNet
+from xattr.models.standardise import as_list, space_constants, space_tag
+from xattr.nets.alpha_unet import AlphaUNet
 from xattr.tasks._diffib_common import (
     EMA,
-    as_list,
     load_network,
     materialise_images,
     resume_partial,
     save_final,
     save_partial,
-    space_constants,
-    space_tag,
 )
 from xattr.utils.hooks import eval_mode, frozen
 
@@ -40,30 +38,6 @@ log = logging.getLogger(__name__)
 DEFAULTS = {"steps": 600, "batch_size": 16, "lr": 2e-3, "beta": 0.03, "width": 8, "depth": 3, "alpha_init": 5.0,
             "alpha_range": (-10.0, 10.0), "ema_decay": 0.99, "train_size": 2000, "save_every": 100,
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-
-
-class AlphaUNet(UNet):
-    """The amortized alpha-U-Net: a :class:`UNet` whose output is bounded to ``alpha_range`` (see
-    :func:`xattr.methods.diffib.bound_alpha`; ``None``: unbounded)."""
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 8, depth: int = 3,
-                 alpha_init: float = 5.0, alpha_range=(-10.0, 10.0), seed: int | None = None):
-        from xattr.methods.diffib import unbound_alpha
-
-        self.alpha_range = None if alpha_range is None else (float(alpha_range[0]), float(alpha_range[1]))
-        bias = alpha_init if self.alpha_range is None else unbound_alpha(alpha_init, self.alpha_range)
-        super().__init__(in_channels, out_channels, width, depth, out_bias=bias, out_scale=0.1, seed=seed)
-        self.alpha_init = alpha_init
-
-    def config(self) -> dict:
-        return {**super().config(), "alpha_init": self.alpha_init,
-                "alpha_range": None if self.alpha_range is None else list(self.alpha_range)}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from xattr.methods.diffib import bound_alpha
-
-        u = super().forward(x)
-        return u if self.alpha_range is None else bound_alpha(u, self.alpha_range)
 
 
 def alpha_unet_path(cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int, beta: float,

@@ -21,17 +21,15 @@ from tqdm.auto import tqdm
 from xattr.errors import XattrError
 from xattr.info import noise_channel, sample_log_snr
 from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD
+from xattr.models.standardise import as_list, space_tag, standardiser
 from xattr.nets.unet import Denoiser
 from xattr.tasks._diffib_common import (
     EMA,
-    as_list,
     load_network,
     materialise_images,
     resume_partial,
     save_final,
     save_partial,
-    space_tag,
-    standardiser,
 )
 
 log = logging.getLogger(__name__)
