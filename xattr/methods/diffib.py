@@ -25,13 +25,13 @@ from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.info import mmse_integral, noise_channel
-from xattr.info.bottleneck import image_seeds
 from xattr.methods.base import AttributionMethod, RunContext
 from xattr.models.spec import OnStandardised, input_normalization
 from xattr.models.standardise import space_constants
 from xattr.nets.alpha_unet import bound_alpha, init_alpha_unet_params
 from xattr.nets.unet import unet_apply
 from xattr.utils.hooks import eval_mode, frozen
+from xattr.utils.seed import image_seeds
 
 log = logging.getLogger(__name__)
 
