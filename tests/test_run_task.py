@@ -201,9 +201,9 @@ def test_report_difficulty_hands_per_sample_table(tmp_path, checkpoint, monkeypa
                     method=set(per_sample["method"]))
         return pd.DataFrame({"method": ["x"], "bin": [0], "n": [4]})
 
-    fake = types.ModuleType("xattr.metrics.difficulty")
+    fake = types.ModuleType("xattr.tasks.difficulty")
     fake.difficulty_breakdown = difficulty_breakdown
-    monkeypatch.setitem(sys.modules, "xattr.metrics.difficulty", fake)
+    monkeypatch.setitem(sys.modules, "xattr.tasks.difficulty", fake)
     report([run_dir], by=["seed"], out=tmp_path / "rep", difficulty=True, n_bins=5)
     assert seen["columns"] >= {"method", "model", "dataset", "id", "target", "confidence", "metric", "value"}
     assert seen["n"] == 4 and seen["n_bins"] == 5 and seen["out_dir"] == tmp_path / "rep" / "difficulty"
