@@ -138,10 +138,10 @@ def test_offline_model_without_checkpoint_is_trained_first(tmp_path, checkpoint,
     import logging
     import types
 
-    import xattr.tasks
+    import xattr.training
 
     calls = []
-    fake = types.ModuleType("xattr.tasks.train_classifier")
+    fake = types.ModuleType("xattr.training.classifier")
     fake.checkpoint_path = lambda cache_dir, model, dataset, size: Path(cache_dir) / f"{model}-{dataset}-{size}.pt"
 
     def load_trained_classifier(model_name, dataset_name, image_size, cache_dir, **kwargs):
@@ -151,8 +151,8 @@ def test_offline_model_without_checkpoint_is_trained_first(tmp_path, checkpoint,
         return model
 
     fake.load_trained_classifier = load_trained_classifier
-    monkeypatch.setitem(__import__("sys").modules, "xattr.tasks.train_classifier", fake)
-    monkeypatch.setattr(xattr.tasks, "train_classifier", fake, raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "xattr.training.classifier", fake)
+    monkeypatch.setattr(xattr.training, "classifier", fake, raising=False)
     cfg = make_cfg(tmp_path, checkpoint, "model.checkpoint=null", "dataset.n_samples=4")
     with caplog.at_level(logging.INFO):
         run_task.run(cfg, out_dir=tmp_path / "t")
@@ -169,14 +169,14 @@ def test_train_dispatcher_calls_task_module(monkeypatch, tmp_path):
     from xattr.tasks import train
 
     seen = {}
-    module = types.ModuleType("xattr.tasks.train_fake")
+    module = types.ModuleType("xattr.training.fake")
 
     def fake_run(cfg):
         seen["lr"] = cfg.task.lr
         return tmp_path / "fake.pt"
 
     module.run = fake_run
-    monkeypatch.setitem(sys.modules, "xattr.tasks.train_fake", module)
+    monkeypatch.setitem(sys.modules, "xattr.training.fake", module)
     cfg = OmegaConf.create({"task": {"name": "fake", "lr": 0.1}, "seed": 0})
     assert train.run(cfg) == tmp_path / "fake.pt" and seen == {"lr": 0.1}
     with pytest.raises(XattrError, match="no training code for task 'nothere'"):

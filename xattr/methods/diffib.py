@@ -157,8 +157,8 @@ class DiffIB(AttributionMethod):
 
     def prepare(self, context: RunContext) -> None:
         """Load (or train and cache, one log line each) the denoiser and, for amortized mode, the alpha-U-Net."""
-        from xattr.tasks.train_alpha_unet import load_or_train_alpha_unet
-        from xattr.tasks.train_denoiser import load_or_train_denoiser
+        from xattr.training.alpha_unet import load_or_train_alpha_unet
+        from xattr.training.denoiser import load_or_train_denoiser
 
         size = self._image_size(context)
         space = self._space_constants()

@@ -143,7 +143,7 @@ def build_model(cfg: DictConfig, names: dict[str, str], dataset, cache_dir: Path
 
 def _trained_offline_model(model_cfg: DictConfig, dataset_name: str, dataset, cache_dir: Path) -> torch.nn.Module:
     try:
-        from xattr.tasks import train_classifier
+        from xattr.training import classifier as train_classifier
     except ImportError as error:
         raise XattrError(f"model {model_cfg.name} has no checkpoint and the classifier trainer is missing; "
                          "pass model.checkpoint=PATH") from error

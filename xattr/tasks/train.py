@@ -1,4 +1,4 @@
-"""``xattr train task=<name>``: dispatch to ``xattr.tasks.train_<name>.run(cfg) -> Path``.
+"""``xattr train task=<name>``: dispatch to ``xattr.training.<name>.run(cfg) -> Path``.
 
 ``conf/task/<name>.yaml`` holds ``name: <name>`` and the task's hyper-parameters (``cfg.task``).
 Each training module writes its checkpoint under ``cfg.paths.cache_dir`` and returns its path.
@@ -20,10 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def task_module(name: str):
-    """The module ``xattr.tasks.train_<name>``; one-line error if it does not exist."""
+    """The module ``xattr.training.<name>``; one-line error if it does not exist."""
     if not re.fullmatch(r"[a-z0-9_]+", str(name)):
         raise XattrError(f"task.name={name!r} is not a valid task name; use the name of a conf/task/*.yaml file")
-    module_name = f"xattr.tasks.train_{name}"
+    module_name = f"xattr.training.{name}"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:

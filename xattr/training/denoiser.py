@@ -23,10 +23,11 @@ from xattr.info import noise_channel, sample_log_snr
 from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD
 from xattr.models.standardise import as_list, space_tag, standardiser
 from xattr.nets.unet import Denoiser
-from xattr.tasks._diffib_common import (
+from xattr.training._loop import (
     EMA,
     load_network,
-    materialise_images,
+    materialise,
+    partial_path,
     resume_partial,
     save_final,
     save_partial,
@@ -60,7 +61,7 @@ def train_denoiser(dataset, *, steps: int = DEFAULTS["steps"], batch_size: int =
     """Train a :class:`~xattr.nets.unet.Denoiser` on ``dataset`` (items with ``"image"``, or a ``uint8``/float
     tensor ``[N,C,H,W]``) standardised by ``mean``/``std`` (``None``: pixel space) and return its EMA copy in
     eval mode. With ``checkpoint``, resumable."""
-    images = materialise_images(dataset, train_size)
+    images = materialise(dataset, train_size)
     if images.dim() != 4:
         raise XattrError(f"train_denoiser needs images [N,C,H,W], got shape {tuple(images.shape)}")
     scale = 255.0 if images.dtype == torch.uint8 else 1.0
@@ -70,7 +71,7 @@ def train_denoiser(dataset, *, steps: int = DEFAULTS["steps"], batch_size: int =
     ema = EMA(net, ema_decay)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    partial = checkpoint.with_suffix(".partial.pt") if checkpoint else None
+    partial = partial_path(checkpoint)
     start, losses = resume_partial(partial, net, ema, optimizer, generator, "denoiser")
     # cosine decay to 10% of lr, computed from the step so resuming needs no scheduler state
     bar = tqdm(range(start, steps), desc="train denoiser", initial=start, total=steps, disable=not progress)

@@ -22,10 +22,11 @@ from xattr.info import noise_channel
 from xattr.models.spec import IMAGENET_MEAN, IMAGENET_STD, OnStandardised
 from xattr.models.standardise import as_list, space_constants, space_tag
 from xattr.nets.alpha_unet import AlphaUNet
-from xattr.tasks._diffib_common import (
+from xattr.training._loop import (
     EMA,
     load_network,
-    materialise_images,
+    materialise,
+    partial_path,
     resume_partial,
     save_final,
     save_partial,
@@ -58,7 +59,7 @@ def train_alpha_unet(model: torch.nn.Module, dataset, *, steps: int = DEFAULTS["
     """Train an amortized alpha-U-Net for ``model`` on ``dataset`` (items with ``image`` and ``label``);
     returns the EMA copy in eval mode. The U-Net maps standardised images ``(x - mean) / std`` to alpha (see
     module doc). The classifier is left unchanged (eval mode, frozen)."""
-    images, labels = materialise_images(dataset, train_size, with_labels=True)
+    images, labels = materialise(dataset, train_size, with_labels=True)
     if labels is None or (labels < 0).any():
         raise XattrError("train_alpha_unet needs labelled images (dataset items with 'label')")
     channels = images.shape[1]
@@ -67,7 +68,7 @@ def train_alpha_unet(model: torch.nn.Module, dataset, *, steps: int = DEFAULTS["
     ema = EMA(net, ema_decay)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    partial = checkpoint.with_suffix(".partial.pt") if checkpoint else None
+    partial = partial_path(checkpoint)
     start, losses = resume_partial(partial, net, ema, optimizer, generator, "alpha-U-Net")
     device = next(model.parameters()).device
     net.to(device)
@@ -120,7 +121,7 @@ def run(cfg) -> Path:
     """Entry point of ``xattr train task=alpha_unet``: needs a trained classifier ``cfg.model``."""
     from hydra.utils import instantiate
 
-    from xattr.tasks.train_classifier import load_trained_classifier
+    from xattr.training.classifier import load_trained_classifier
 
     train_set = instantiate(cfg.dataset, split="train", n_samples=None)
     dataset_name = getattr(train_set, "name", "dataset")

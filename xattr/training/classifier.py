@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from xattr.data import DigitsDataset, ShapesDataset
 from xattr.errors import XattrError
-from xattr.models import OFFLINE_MODELS, ZooModel, build_model, load_state_dict
-from xattr.utils.io import atomic_torch_save
+from xattr.models import OFFLINE_MODELS, ZooModel, build_model
+from xattr.training._loop import materialise, partial_path, read_partial, write_final, write_partial
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -34,17 +34,6 @@ _DATASETS = {"shapes": ShapesDataset, "digits": DigitsDataset}
 def checkpoint_path(cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int) -> Path:
     """Where the trained ``model_name`` for ``dataset_name`` at ``image_size`` is cached."""
     return Path(cache_dir) / "classifiers" / f"{model_name}-{dataset_name}-{image_size}.pt"
-
-
-def _materialise(dataset, limit: int | None = None, desc: str = "render") -> tuple[torch.Tensor, torch.Tensor]:
-    """Render a dataset once into ``uint8 [N,3,H,W]`` images and ``[N]`` labels (fast epochs)."""
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    images, labels = [], []
-    for index in tqdm(range(count), desc=desc, leave=False, mininterval=1.0):
-        sample = dataset[index]
-        images.append((sample["image"] * 255).round().to(torch.uint8))
-        labels.append(int(sample["label"]))
-    return torch.stack(images), torch.tensor(labels)
 
 
 @torch.no_grad()
@@ -67,8 +56,10 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
     resumed from there; the final weights go to ``checkpoint``.
     """
     seed_everything(seed)
-    train_x, train_y = _materialise(train_set, train_size, "render train")
-    test_x, test_y = _materialise(test_set, None, "render test")
+    train_x, train_y = materialise(train_set, train_size, with_labels=True, desc="render train")
+    test_x, test_y = materialise(test_set, None, with_labels=True, desc="render test")
+    if train_y is None or test_y is None or (train_y < 0).any() or (test_y < 0).any():
+        raise XattrError("train_classifier needs labelled images (dataset items with 'label')")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     total_steps = epochs * math.ceil(len(train_x) / batch_size)
     if total_steps >= 4:  # one-cycle schedule; its warm-up needs at least 2 steps
@@ -76,10 +67,10 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
                                                         pct_start=max(0.2, 2.0 / total_steps))
     else:  # a handful of steps (smoke tests): constant learning rate
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    partial = checkpoint.with_suffix(".partial.pt") if checkpoint else None
+    partial = partial_path(checkpoint)
     start_epoch = 0
-    if partial is not None and partial.exists():
-        state = torch.load(partial, map_location="cpu", weights_only=True)
+    state = read_partial(partial, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -103,16 +94,13 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
         model.eval()
         accuracy = evaluate_accuracy(model, test_x, test_y)
         bar.set_postfix(loss=f"{loss.item():.3f}", test_acc=f"{accuracy:.3f}")
-        if partial is not None:
-            atomic_torch_save(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                                        "rng": torch.get_rng_state()})
+        write_partial(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                                "rng": torch.get_rng_state()})
     accuracy = evaluate_accuracy(model.eval(), test_x, test_y)
     if checkpoint is not None:
-        atomic_torch_save(checkpoint, {"model": model.state_dict(),
-                                       "meta": {**(meta or {}), "test_accuracy": accuracy, "epochs": epochs}})
-        if partial is not None and partial.exists():
-            partial.unlink()
+        write_final(checkpoint, partial, {"model": model.state_dict(),
+                                          "meta": {**(meta or {}), "test_accuracy": accuracy, "epochs": epochs}})
     return {"test_accuracy": accuracy}
 
 
@@ -171,4 +159,4 @@ def run(cfg) -> Path:
 
 
 __all__ = ["checkpoint_path", "train_classifier", "load_trained_classifier", "evaluate_accuracy", "run",
-           "load_state_dict", "checkpoint_accuracy"]
+           "checkpoint_accuracy"]

@@ -1,0 +1,173 @@
+"""What the training loops share: their defaults (``conf/task/<name>.yaml``), the training set rendered once,
+EMA weights, resumable partial checkpoints, the final checkpoint with its loss-curve PNG, loading a trained
+network back."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from xattr.errors import XattrError
+from xattr.utils.conf import conf_dir
+from xattr.utils.io import atomic_savefig, atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+#: keys of a ``conf/task/*.yaml`` that are no hyper-parameter: the trainer class and the task's label
+LABEL_KEYS = ("_target_", "name")
+
+
+def task_defaults(name: str) -> dict:
+    """The hyper-parameters in ``conf/task/<name>.yaml`` (plain Python values, without :data:`LABEL_KEYS`).
+
+    That file is the one place a trainer's defaults are written; code that trains outside ``xattr train``
+    (DiffIB's first use, ``xattr run`` with an untrained offline classifier) reads them here.
+    """
+    from omegaconf import OmegaConf
+
+    path = conf_dir() / "task" / f"{name}.yaml"
+    if not path.is_file():
+        raise XattrError(f"no config {path} for training task {name!r}")
+    values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return {key: value for key, value in values.items() if key not in LABEL_KEYS}
+
+
+def with_defaults(defaults: dict, given: dict, nullable: tuple[str, ...] = ()) -> dict:
+    """``given`` over ``defaults``, where ``None`` in ``given`` means "the default" (except for ``nullable`` keys,
+    whose ``None`` is a value of its own, e.g. ``mean``/``std`` ``None`` = pixel space)."""
+    return {**defaults, **{k: v for k, v in given.items() if v is not None or k in nullable}}
+
+
+def materialise(dataset, limit: int | None = None, with_labels: bool = False, desc: str = "render"):
+    """Render ``dataset`` (items with ``"image"`` in ``[0,1]``, and ``"label"``) once into ``uint8 [N,C,H,W]``
+    images (and ``[N]`` labels, ``-1`` where an item has none) so that epochs are fast. A tensor ``[N,C,H,W]``
+    is taken as it is (its labels ``None``)."""
+    if isinstance(dataset, torch.Tensor):
+        data = dataset if limit is None else dataset[:limit]
+        return (data, None) if with_labels else data
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    images, labels = [], []
+    for index in tqdm(range(count), desc=desc, leave=False, mininterval=1.0):
+        sample = dataset[index]
+        images.append((sample["image"] * 255).round().to(torch.uint8))
+        labels.append(int(sample.get("label", -1)))
+    images = torch.stack(images)
+    return (images, torch.tensor(labels)) if with_labels else images
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (``decay`` per step)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float = 0.995):
+        self.decay = decay
+        self.shadow = copy.deepcopy(module).eval()
+        for p in self.shadow.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for s, p in zip(self.shadow.parameters(), module.parameters()):
+            s.lerp_(p.detach(), 1 - self.decay)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def partial_path(checkpoint: Path | None) -> Path | None:
+    """Where an interrupted training of ``checkpoint`` keeps its state: ``<name>.partial.pt``."""
+    return checkpoint.with_suffix(".partial.pt") if checkpoint else None
+
+
+def read_partial(partial: Path | None, weights_only: bool) -> dict | None:
+    """The state saved by :func:`write_partial`, ``None`` when there is nothing to resume."""
+    if partial is None or not partial.exists():
+        return None
+    return torch.load(partial, map_location="cpu", weights_only=weights_only)
+
+
+def write_partial(partial: Path | None, state: dict) -> None:
+    """Write resumable state atomically (nothing without ``partial``)."""
+    if partial is not None:
+        atomic_torch_save(partial, state)
+
+
+def write_final(checkpoint: Path, partial: Path | None, state: dict) -> None:
+    """The finished checkpoint, written atomically; the partial one is dropped."""
+    atomic_torch_save(checkpoint, state)
+    if partial is not None and partial.exists():
+        partial.unlink()
+
+
+def resume_partial(partial: Path | None, net, ema, optimizer, generator, what: str) -> tuple[int, list[float]]:
+    """Restore an interrupted step loop from ``partial`` (model, EMA, optimizer, RNG, step, losses).
+
+    Returns ``(start_step, losses)``; ``(0, [])`` when there is nothing to resume.
+    """
+    state = read_partial(partial, weights_only=False)
+    if state is None:
+        return 0, []
+    net.load_state_dict(state["model"])
+    ema.shadow.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["rng"])
+    start, losses = int(state["step"]), list(state["losses"])
+    log.info("resuming %s training at step %d (%s)", what, start, partial)
+    return start, losses
+
+
+def save_partial(partial: Path | None, net, ema, optimizer, generator, step: int, losses: list[float]) -> None:
+    """Write the state read by :func:`resume_partial`."""
+    write_partial(partial, {"model": net.state_dict(), "ema": ema.shadow.state_dict(),
+                            "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
+                            "step": step, "losses": losses})
+
+
+def save_final(checkpoint: Path | None, partial: Path | None, ema, config: dict, meta: dict, losses: list[float],
+               title: str) -> None:
+    """Final checkpoint ``{"model": EMA weights, "config", "meta"}`` and its loss-curve PNG; drops ``partial``."""
+    if checkpoint is None:
+        return
+    write_final(checkpoint, partial, {"model": ema.shadow.state_dict(), "config": config, "meta": meta})
+    save_loss_curve(checkpoint.with_suffix(".loss.png"), losses, f"{title} {checkpoint.stem}")
+
+
+def save_loss_curve(path: Path, losses: list[float], title: str) -> None:
+    """Loss per step (raw and running mean) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    steps = range(1, len(losses) + 1)
+    ax.plot(steps, losses, lw=0.5, alpha=0.5, label="loss")
+    if len(losses) >= 10:
+        k = max(5, len(losses) // 50)
+        t = torch.tensor(losses)
+        smooth = torch.nn.functional.avg_pool1d(t[None, None], k, 1).flatten()
+        ax.plot(range(k, len(losses) + 1), smooth, lw=1.2, label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    atomic_savefig(path, fig)
+    plt.close(fig)
+
+
+def load_network(path: str | Path, network_cls: type, task: str, device: str = "cpu") -> torch.nn.Module:
+    """A trained network (EMA weights, eval mode) from a checkpoint written by ``xattr train task=<task>``.
+
+    ``weights_only=False``: the checkpoint also stores the network's constructor config (plain dict).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise XattrError(f"{task} checkpoint {path} not found; train it with `xattr train task={task}`")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    net = network_cls(**state["config"])
+    net.load_state_dict(state["model"])
+    return net.to(device).eval()
