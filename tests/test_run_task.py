@@ -169,15 +169,19 @@ def test_train_dispatcher_calls_task_module(monkeypatch, tmp_path):
     from xattr.tasks import train
 
     seen = {}
-    module = types.ModuleType("xattr.training.fake")
+    module = types.ModuleType("fake_trainers")
 
-    def fake_run(cfg):
-        seen["lr"] = cfg.task.lr
-        return tmp_path / "fake.pt"
+    class FakeTrainer:
+        def __init__(self, lr):
+            self.lr = lr
 
-    module.run = fake_run
-    monkeypatch.setitem(sys.modules, "xattr.training.fake", module)
-    cfg = OmegaConf.create({"task": {"name": "fake", "lr": 0.1}, "seed": 0})
+        def run(self, cfg):
+            seen["lr"] = self.lr
+            return tmp_path / "fake.pt"
+
+    module.FakeTrainer = FakeTrainer
+    monkeypatch.setitem(sys.modules, "fake_trainers", module)
+    cfg = OmegaConf.create({"task": {"_target_": "fake_trainers.FakeTrainer", "name": "fake", "lr": 0.1}, "seed": 0})
     assert train.run(cfg) == tmp_path / "fake.pt" and seen == {"lr": 0.1}
     with pytest.raises(XattrError, match="no training code for task 'nothere'"):
         train.run(OmegaConf.create({"task": {"name": "nothere"}, "seed": 0}))

@@ -1,12 +1,14 @@
-"""What the training loops share: their defaults (``conf/task/<name>.yaml``), the training set rendered once,
-EMA weights, resumable partial checkpoints, the final checkpoint with its loss-curve PNG, loading a trained
-network back."""
+"""What the training loops share: the trainer base class and its defaults (``conf/task/<name>.yaml``), the
+training set rendered once, EMA weights, resumable partial checkpoints, the final checkpoint with its
+loss-curve PNG, loading a trained network back."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +42,33 @@ def with_defaults(defaults: dict, given: dict, nullable: tuple[str, ...] = ()) -
     """``given`` over ``defaults``, where ``None`` in ``given`` means "the default" (except for ``nullable`` keys,
     whose ``None`` is a value of its own, e.g. ``mean``/``std`` ``None`` = pixel space)."""
     return {**defaults, **{k: v for k, v in given.items() if v is not None or k in nullable}}
+
+
+class Trainer:
+    """Base of the trainers ``conf/task/<task>.yaml`` names by ``_target_``. Subclasses are keyword-only
+    dataclasses whose fields are exactly that file's keys (less :data:`LABEL_KEYS`) and have no defaults of their
+    own: ``xattr train`` instantiates them from the composed config, Python code from :meth:`from_conf`.
+    ``run(cfg)`` trains with the rest of the composed train config (model, dataset, paths, seed, device)."""
+
+    task: ClassVar[str]
+    #: fields whose ``None`` is a value of its own; for the others ``None`` means "the YAML's value"
+    nullable: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_conf(cls, **overrides):
+        """The trainer with the values of ``conf/task/<task>.yaml``, ``overrides`` taken as they are."""
+        return cls(**{**task_defaults(cls.task), **overrides})
+
+    def hparams(self) -> dict:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def filled(self):
+        """This trainer with every ``None`` (but those of :attr:`nullable` fields) replaced by the YAML's value,
+        as a null on the command line or in a method's ``denoiser:``/``alpha_unet:`` section means."""
+        return dataclasses.replace(self, **with_defaults(task_defaults(self.task), self.hparams(), self.nullable))
+
+    def run(self, cfg) -> Path:
+        raise NotImplementedError
 
 
 def materialise(dataset, limit: int | None = None, with_labels: bool = False, desc: str = "render"):
@@ -171,3 +200,11 @@ def load_network(path: str | Path, network_cls: type, task: str, device: str = "
     net = network_cls(**state["config"])
     net.load_state_dict(state["model"])
     return net.to(device).eval()
+
+
+def training_split(cfg) -> tuple[object, str, int]:
+    """``(training split of cfg.dataset, its name, its image size)`` for a trainer's ``run(cfg)``."""
+    from hydra.utils import instantiate
+
+    train_set = instantiate(cfg.dataset, split="train", n_samples=None)
+    return train_set, getattr(train_set, "name", "dataset"), int(cfg.dataset.get("image_size", 64))
