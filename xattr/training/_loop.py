@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
+from xattr.models.standardise import as_list
 from xattr.utils.conf import conf_dir
 from xattr.utils.io import atomic_savefig, atomic_torch_save
 
@@ -69,6 +71,20 @@ class Trainer:
 
     def run(self, cfg) -> Path:
         raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class StandardisedSpaceTrainer(Trainer):
+    """A trainer whose network works in the standardised space ``(x - mean) / std`` of the classifier's
+    normalisation (:mod:`xattr.models.standardise`); ``mean``/``std`` ``None``: the ``[0,1]`` pixel space."""
+
+    nullable = ("mean", "std")
+
+    mean: list[float] | None
+    std: list[float] | None
+
+    def __post_init__(self):
+        self.mean, self.std = as_list(self.mean), as_list(self.std)
 
 
 def materialise(dataset, limit: int | None = None, with_labels: bool = False, desc: str = "render"):
@@ -129,6 +145,48 @@ def write_final(checkpoint: Path, partial: Path | None, state: dict) -> None:
     atomic_torch_save(checkpoint, state)
     if partial is not None and partial.exists():
         partial.unlink()
+
+
+class ResumableSteps:
+    """The step loop the DiffIB trainers share: Adam on ``net`` with EMA weights and a seeded ``generator``
+    (for the caller's sampling), resumable: every ``save_every`` steps and at the last one the state goes to
+    ``<checkpoint>.partial.pt``, which a new loop for the same checkpoint continues from.
+
+    ``for step in loop:`` yields the steps still to do (with a progress bar); the body computes the loss from
+    ``loop.generator`` and calls :meth:`update`; :meth:`finish` writes the final checkpoint.
+    """
+
+    def __init__(self, net: torch.nn.Module, *, steps: int, lr: float, ema_decay: float, save_every: int,
+                 seed: int, checkpoint: Path | None, what: str, progress: bool = True):
+        self.net, self.steps, self.save_every, self.what, self.progress = net, steps, save_every, what, progress
+        self.ema = EMA(net, ema_decay)
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.checkpoint, self.partial = checkpoint, partial_path(checkpoint)
+        self.start, self.losses = resume_partial(self.partial, net, self.ema, self.optimizer, self.generator, what)
+        self.bar = None
+
+    def __iter__(self):
+        self.bar = tqdm(range(self.start, self.steps), desc=f"train {self.what}", initial=self.start,
+                        total=self.steps, disable=not self.progress)
+        return iter(self.bar)
+
+    def update(self, step: int, loss: torch.Tensor, **postfix) -> None:
+        """One Adam and EMA step on ``loss``; the running loss (and ``postfix``) on the bar; the partial checkpoint."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.ema.update(self.net)
+        self.losses.append(loss.item())
+        recent = self.losses[-20:]
+        self.bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", **postfix)
+        if (step + 1) % self.save_every == 0 or step + 1 == self.steps:
+            save_partial(self.partial, self.net, self.ema, self.optimizer, self.generator, step + 1, self.losses)
+
+    def finish(self, meta: dict) -> torch.nn.Module:
+        """The final checkpoint (EMA weights, the network's config, ``meta``) and loss curve; the EMA network."""
+        save_final(self.checkpoint, self.partial, self.ema, self.ema.shadow.config(), meta, self.losses, self.what)
+        return self.ema.shadow.eval()
 
 
 def resume_partial(partial: Path | None, net, ema, optimizer, generator, what: str) -> tuple[int, list[float]]:

@@ -17,22 +17,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.info import noise_channel
 from xattr.models.spec import OnStandardised
-from xattr.models.standardise import as_list, space_constants, space_tag
+from xattr.models.standardise import space_constants, space_tag
 from xattr.nets.alpha_unet import AlphaUNet
 from xattr.training._loop import (
-    EMA,
-    Trainer,
+    ResumableSteps,
+    StandardisedSpaceTrainer,
     load_network,
     materialise,
-    partial_path,
-    resume_partial,
-    save_final,
-    save_partial,
     training_split,
 )
 from xattr.utils.hooks import eval_mode, frozen
@@ -47,11 +42,11 @@ def alpha_unet_path(cache_dir: str | Path, model_name: str, dataset_name: str, i
 
 
 @dataclass(kw_only=True)
-class AlphaUNetTrainer(Trainer):
-    """``_target_`` of ``conf/task/alpha_unet.yaml``; the fields are that file's keys (see its comments)."""
+class AlphaUNetTrainer(StandardisedSpaceTrainer):
+    """``_target_`` of ``conf/task/alpha_unet.yaml``; the fields are that file's keys (see its comments;
+    ``mean``/``std`` come from :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
 
     task = "alpha_unet"
-    nullable = ("mean", "std")  # None: the [0,1] pixel space
 
     steps: int
     batch_size: int
@@ -64,11 +59,6 @@ class AlphaUNetTrainer(Trainer):
     ema_decay: float
     train_size: int | None
     save_every: int
-    mean: list[float] | None
-    std: list[float] | None
-
-    def __post_init__(self):
-        self.mean, self.std = as_list(self.mean), as_list(self.std)
 
     def checkpoint(self, cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int) -> Path:
         return alpha_unet_path(cache_dir, model_name, dataset_name, image_size, self.beta, self.width, self.depth,
@@ -87,35 +77,22 @@ class AlphaUNetTrainer(Trainer):
         classifier = OnStandardised(model, *space_constants(self.mean, self.std, channels))
         net = AlphaUNet(channels, channels, self.width, self.depth, alpha_init=self.alpha_init,
                         alpha_range=self.alpha_range, seed=seed)
-        ema = EMA(net, self.ema_decay)
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
-        generator = torch.Generator().manual_seed(seed)
-        partial = partial_path(checkpoint)
-        start, losses = resume_partial(partial, net, ema, optimizer, generator, "alpha-U-Net")
+        loop = ResumableSteps(net, steps=steps, lr=self.lr, ema_decay=self.ema_decay, save_every=self.save_every,
+                              seed=seed, checkpoint=checkpoint, what="alpha-U-Net", progress=progress)
+        generator = loop.generator
         device = next(model.parameters()).device
         net.to(device)
-        ema.shadow.to(device)
-        bar = tqdm(range(start, steps), desc="train alpha-U-Net", initial=start, total=steps, disable=not progress)
+        loop.ema.shadow.to(device)
         with eval_mode(classifier), frozen(classifier):
-            for step in bar:
+            for step in loop:
                 index = torch.randint(0, len(images), (batch_size,), generator=generator)
                 x = classifier.standardise((images[index].float() / 255).to(device))
                 y = labels[index].to(device)
                 alpha = net(x)
                 eps = torch.randn(x.shape, generator=generator).to(device)
                 loss = F.cross_entropy(classifier(noise_channel(x, alpha, eps)), y) + beta * alpha.mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                ema.update(net)
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}",
-                                alpha=f"{alpha.mean().item():.2f}")
-                if (step + 1) % self.save_every == 0 or step + 1 == steps:
-                    save_partial(partial, net, ema, optimizer, generator, step + 1, losses)
-        save_final(checkpoint, partial, ema, ema.shadow.config(), {**(meta or {}), "steps": steps, "beta": beta},
-                   losses, "alpha-U-Net")
-        return ema.shadow.eval()
+                loop.update(step, loss, alpha=f"{alpha.mean().item():.2f}")
+        return loop.finish({**(meta or {}), "steps": steps, "beta": beta})
 
     def run(self, cfg) -> Path:
         """``xattr train task=alpha_unet``: for the classifier ``cfg.model`` (trained here if it is an offline

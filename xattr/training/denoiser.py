@@ -18,21 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.info import noise_channel, sample_log_snr
-from xattr.models.standardise import as_list, space_tag, standardiser
+from xattr.models.standardise import space_tag, standardiser
 from xattr.nets.unet import Denoiser
 from xattr.training._loop import (
-    EMA,
-    Trainer,
+    ResumableSteps,
+    StandardisedSpaceTrainer,
     load_network,
     materialise,
-    partial_path,
-    resume_partial,
-    save_final,
-    save_partial,
     training_split,
 )
 
@@ -46,11 +41,11 @@ def denoiser_path(cache_dir: str | Path, dataset_name: str, image_size: int, wid
 
 
 @dataclass(kw_only=True)
-class DenoiserTrainer(Trainer):
-    """``_target_`` of ``conf/task/denoiser.yaml``; the fields are that file's keys (see its comments)."""
+class DenoiserTrainer(StandardisedSpaceTrainer):
+    """``_target_`` of ``conf/task/denoiser.yaml``; the fields are that file's keys (see its comments;
+    ``mean``/``std`` come from :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
 
     task = "denoiser"
-    nullable = ("mean", "std")  # None: the [0,1] pixel space
 
     steps: int
     batch_size: int
@@ -65,11 +60,6 @@ class DenoiserTrainer(Trainer):
     smooth_fraction: float
     train_size: int | None
     save_every: int
-    mean: list[float] | None
-    std: list[float] | None
-
-    def __post_init__(self):
-        self.mean, self.std = as_list(self.mean), as_list(self.std)
 
     def checkpoint(self, cache_dir: str | Path, dataset_name: str, image_size: int) -> Path:
         return denoiser_path(cache_dir, dataset_name, image_size, self.width, self.depth, self.mean, self.std)
@@ -87,15 +77,12 @@ class DenoiserTrainer(Trainer):
         channels = images.shape[1]
         standardise = standardiser(self.mean, self.std, channels)
         net = Denoiser(channels, self.width, self.depth, seed=seed)
-        ema = EMA(net, self.ema_decay)
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-        generator = torch.Generator().manual_seed(seed)
-        partial = partial_path(checkpoint)
-        start, losses = resume_partial(partial, net, ema, optimizer, generator, "denoiser")
-        # cosine decay to 10% of lr, computed from the step so resuming needs no scheduler state
-        bar = tqdm(range(start, steps), desc="train denoiser", initial=start, total=steps, disable=not progress)
-        for step in bar:
-            for group in optimizer.param_groups:
+        loop = ResumableSteps(net, steps=steps, lr=lr, ema_decay=self.ema_decay, save_every=self.save_every,
+                              seed=seed, checkpoint=checkpoint, what="denoiser", progress=progress)
+        generator = loop.generator
+        for step in loop:
+            # cosine decay to 10% of lr, computed from the step so resuming needs no scheduler state
+            for group in loop.optimizer.param_groups:
                 group["lr"] = lr * (0.55 + 0.45 * torch.cos(torch.tensor(step / max(steps, 1) * torch.pi)).item())
             index = torch.randint(0, len(images), (batch_size,), generator=generator)
             x = standardise(images[index].float() / scale)
@@ -105,19 +92,8 @@ class DenoiserTrainer(Trainer):
                                    sample_scale=self.alpha_sample_scale, smooth_sigma=self.smooth_sigma,
                                    smooth_fraction=self.smooth_fraction, generator=generator)
             eps = torch.randn(x.shape, generator=generator)
-            loss = (net(noise_channel(x, alpha, eps), alpha) - eps).pow(2).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            ema.update(net)
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-            if (step + 1) % self.save_every == 0 or step + 1 == steps:
-                save_partial(partial, net, ema, optimizer, generator, step + 1, losses)
-        save_final(checkpoint, partial, ema, net.config(),
-                   {**(meta or {}), "steps": steps, "final_loss": losses[-1] if losses else None}, losses,
-                   "denoiser")
-        return ema.shadow.eval()
+            loop.update(step, (net(noise_channel(x, alpha, eps), alpha) - eps).pow(2).mean())
+        return loop.finish({**(meta or {}), "steps": steps, "final_loss": loop.losses[-1] if loop.losses else None})
 
     def run(self, cfg) -> Path:
         """``xattr train task=denoiser``: train on ``cfg.dataset``'s training split."""
