@@ -14,12 +14,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError
+from xattr.training._loop import LABEL
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
-
-#: keys of a task config that are not passed to the trainer
-LABEL = "name"
 
 
 def build_trainer(task: DictConfig):

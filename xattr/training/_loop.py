@@ -21,8 +21,10 @@ from xattr.utils.io import atomic_savefig, atomic_torch_save
 
 log = logging.getLogger(__name__)
 
+#: the key of a ``conf/task/*.yaml`` that names the task (a label, not passed to the trainer)
+LABEL = "name"
 #: keys of a ``conf/task/*.yaml`` that are no hyper-parameter: the trainer class and the task's label
-LABEL_KEYS = ("_target_", "name")
+LABEL_KEYS = ("_target_", LABEL)
 
 
 def task_defaults(name: str) -> dict:
