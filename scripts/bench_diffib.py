@@ -82,7 +82,7 @@ def main() -> None:
           f"{(alpha_grouped - alpha_single).abs().max():.2e}")
 
     # amortized: one U-Net trained over the training split (training time excluded, reported)
-    from xattr.tasks.train_alpha_unet import train_alpha_unet
+    from xattr.training.alpha_unet import train_alpha_unet
 
     train = ShapesDataset(split="train", n_samples=256 if args.quick else 1000)
     net, t_train = _timed(lambda: train_alpha_unet(model, train, steps=40 if args.quick else 200, batch_size=8,

@@ -23,11 +23,8 @@ import time
 import torch
 
 from xattr.data import ShapesDataset, collate
-from xattr.info.bottleneck import (
-    SpatialGaussianSmoothing,
-    feature_statistics,
-    kl_capacity,
-)
+from xattr.info.bottleneck import SpatialGaussianSmoothing, kl_capacity
+from xattr.info.feature_statistics import feature_statistics
 from xattr.methods.hsic import HSIC
 from xattr.methods.iba import IBA
 from xattr.methods.rise import RISE

@@ -42,7 +42,7 @@ def main() -> None:
     from xattr.methods.iba_vit import IBATransformer
     from xattr.metrics.deletion import Deletion
     from xattr.metrics.insertion import Insertion
-    from xattr.tasks.train_classifier import load_trained_classifier
+    from xattr.training.classifier import load_trained_classifier
     from xattr.utils.io import atomic_save_dataframe
 
     model = load_trained_classifier("tiny_vit", "shapes", 64, cache_dir=args.cache_dir).eval()

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=None, help="tiny_cnn width of a checkpoint trained with another one")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from xattr.tasks.train_classifier import load_trained_classifier
+    from xattr.training.classifier import load_trained_classifier
 
     kwargs = {} if args.width is None else {"width": args.width}
     model = load_trained_classifier("tiny_cnn", "shapes", 64, cache_dir=args.cache_dir, **kwargs)

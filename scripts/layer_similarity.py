@@ -56,13 +56,13 @@ def load_setup(scale: str, n: int, cache_dir: Path):
 
     if scale == "tiny":
         try:
-            from xattr.tasks.train_classifier import load_trained_classifier
+            from xattr.training.classifier import load_trained_classifier
 
             model = load_trained_classifier("tiny_vit", "shapes", 64, cache_dir=str(cache_dir))
         except ImportError:
             from xattr.models import build_model
 
-            print("warning: xattr.tasks.train_classifier missing; using a random-init tiny_vit", file=sys.stderr)
+            print("warning: xattr.training.classifier missing; using a random-init tiny_vit", file=sys.stderr)
             torch.manual_seed(0)
             model = build_model("tiny_vit", num_classes=6)
         test = ShapesDataset(split="test", n_samples=n)

@@ -115,7 +115,8 @@ def test_default_metrics_are_separate_entries(tmp_path):
 def test_task_configs_compose_and_have_a_module(name, tmp_path):
     cfg = compose_cfg("train", [f"task={name}"], tmp_path)
     assert cfg.task.name == name, f"conf/task/{name}.yaml must set name: {name}"
-    assert importlib.util.find_spec(f"xattr.tasks.train_{name}") is not None, f"xattr/tasks/train_{name}.py missing"
+    module = cfg.task._target_.rpartition(".")[0]
+    assert importlib.util.find_spec(module) is not None, f"conf/task/{name}.yaml: _target_ module {module} missing"
 
 
 @pytest.mark.parametrize("name", options("experiment"))

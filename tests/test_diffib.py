@@ -106,14 +106,14 @@ def test_prepare_trains_and_caches_denoiser_and_amortized_alpha_unet(tiny_cnn, s
 
 
 def test_denoiser_training_resumes_after_interruption(tmp_path, monkeypatch):
-    from xattr.tasks import _diffib_common
-    from xattr.tasks import train_denoiser as td
+    from xattr.training import _loop
+    from xattr.training import denoiser as td
 
     images = (torch.rand(8, 3, 8, 8) * 255).to(torch.uint8)
     kw = dict(steps=4, batch_size=2, width=4, depth=2, train_size=None, save_every=2, smooth_sigma=1.0, seed=3)
     reference = td.train_denoiser(images, checkpoint=tmp_path / "ref.pt", **kw)
     calls = {"n": 0}
-    original = _diffib_common.EMA.update
+    original = _loop.EMA.update
 
     def flaky(self, module):
         calls["n"] += 1
@@ -121,11 +121,11 @@ def test_denoiser_training_resumes_after_interruption(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         original(self, module)
 
-    monkeypatch.setattr(_diffib_common.EMA, "update", flaky)
+    monkeypatch.setattr(_loop.EMA, "update", flaky)
     with pytest.raises(KeyboardInterrupt):
         td.train_denoiser(images, checkpoint=tmp_path / "run.pt", **kw)
     assert (tmp_path / "run.partial.pt").exists()
-    monkeypatch.setattr(_diffib_common.EMA, "update", original)
+    monkeypatch.setattr(_loop.EMA, "update", original)
     resumed = td.train_denoiser(images, checkpoint=tmp_path / "run.pt", **kw)
     assert not (tmp_path / "run.partial.pt").exists()
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
@@ -137,7 +137,7 @@ def test_denoiser_training_resumes_after_interruption(tmp_path, monkeypatch):
 
 def test_channel_space_is_the_models_standardised_input(tiny_cnn, shapes_batch):
     from xattr.metrics._perturb import make_generator, noise_field
-    from xattr.tasks._diffib_common import space_tag
+    from xattr.models.standardise import space_tag
 
     x = shapes_batch["image"]
     view = DiffIB(tiny_cnn).classifier_view(3)

@@ -1,4 +1,5 @@
-"""IBA, InputIBA, HSIC-Attribution, RISE and the shared bottleneck core (xattr.info.bottleneck)."""
+"""IBA, InputIBA, HSIC-Attribution, RISE and the shared bottleneck core (xattr.info.bottleneck,
+xattr.info.feature_statistics)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ from torch.distributions import Normal, kl_divergence
 
 from xattr.data import ShapesDataset
 from xattr.errors import XattrError
-from xattr.info.bottleneck import (
-    SpatialGaussianSmoothing,
-    WelfordEstimator,
-    bottleneck_sample,
-    feature_statistics,
-    kl_capacity,
-)
+from xattr.info.bottleneck import SpatialGaussianSmoothing, bottleneck_sample, kl_capacity
+from xattr.info.feature_statistics import WelfordEstimator, feature_statistics
 from xattr.methods.base import RunContext
 from xattr.methods.hsic import HSIC, hsic_dirac_rbf, hsic_lhs_masks
 from xattr.methods.iba import IBA

@@ -13,8 +13,8 @@ import torch.nn as nn
 from xattr.errors import XattrError
 from xattr.metrics import MNIM, ROAD, BoxRatio, RandomizationSanity, SegRatio, write_randomization_report
 from xattr.metrics._perturb import make_substrate, rank_units
-from xattr.metrics.difficulty import difficulty_breakdown
 from xattr.metrics.road import NEIGHBOUR_WEIGHTS, impute_linear
+from xattr.tasks.difficulty import difficulty_breakdown
 from xattr.utils.hooks import count_hooks
 
 

@@ -89,7 +89,7 @@ def test_pretrained_offline_is_one_line(name, monkeypatch, tmp_path):
 def test_classifier_training_short_runs_and_caches(tmp_path):
     """A very short training (3 optimizer steps) must not crash, and the checkpoint records accuracy."""
     from xattr.data import ShapesDataset
-    from xattr.tasks.train_classifier import checkpoint_accuracy, train_classifier
+    from xattr.training.classifier import checkpoint_accuracy, train_classifier
 
     model = build_model("tiny_cnn", num_classes=6)
     path = tmp_path / "c.pt"

@@ -130,10 +130,10 @@ def test_offline_model_without_checkpoint_is_trained_first(tmp_path, checkpoint,
     import logging
     import types
 
-    import xattr.tasks
+    import xattr.training
 
     calls = []
-    fake = types.ModuleType("xattr.tasks.train_classifier")
+    fake = types.ModuleType("xattr.training.classifier")
     fake.checkpoint_path = lambda cache_dir, model, dataset, size: Path(cache_dir) / f"{model}-{dataset}-{size}.pt"
 
     def load_trained_classifier(model_name, dataset_name, image_size, cache_dir, **kwargs):
@@ -143,8 +143,8 @@ def test_offline_model_without_checkpoint_is_trained_first(tmp_path, checkpoint,
         return model
 
     fake.load_trained_classifier = load_trained_classifier
-    monkeypatch.setitem(__import__("sys").modules, "xattr.tasks.train_classifier", fake)
-    monkeypatch.setattr(xattr.tasks, "train_classifier", fake, raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "xattr.training.classifier", fake)
+    monkeypatch.setattr(xattr.training, "classifier", fake, raising=False)
     cfg = make_cfg(tmp_path, checkpoint, "model.checkpoint=null", "dataset.n_samples=4")
     with caplog.at_level(logging.INFO):
         run_task.run(cfg, out_dir=tmp_path / "t")
@@ -161,15 +161,19 @@ def test_train_dispatcher_calls_task_module(monkeypatch, tmp_path):
     from xattr.tasks import train
 
     seen = {}
-    module = types.ModuleType("xattr.tasks.train_fake")
+    module = types.ModuleType("fake_trainers")
 
-    def fake_run(cfg):
-        seen["lr"] = cfg.task.lr
-        return tmp_path / "fake.pt"
+    class FakeTrainer:
+        def __init__(self, lr):
+            self.lr = lr
 
-    module.run = fake_run
-    monkeypatch.setitem(sys.modules, "xattr.tasks.train_fake", module)
-    cfg = OmegaConf.create({"task": {"name": "fake", "lr": 0.1}, "seed": 0})
+        def run(self, cfg):
+            seen["lr"] = self.lr
+            return tmp_path / "fake.pt"
+
+    module.FakeTrainer = FakeTrainer
+    monkeypatch.setitem(sys.modules, "fake_trainers", module)
+    cfg = OmegaConf.create({"task": {"_target_": "fake_trainers.FakeTrainer", "name": "fake", "lr": 0.1}, "seed": 0})
     assert train.run(cfg) == tmp_path / "fake.pt" and seen == {"lr": 0.1}
     with pytest.raises(XattrError, match="no training code for task 'nothere'"):
         train.run(OmegaConf.create({"task": {"name": "nothere"}, "seed": 0}))
@@ -193,9 +197,9 @@ def test_report_difficulty_hands_per_sample_table(tmp_path, checkpoint, monkeypa
                     method=set(per_sample["method"]))
         return pd.DataFrame({"method": ["x"], "bin": [0], "n": [4]})
 
-    fake = types.ModuleType("xattr.metrics.difficulty")
+    fake = types.ModuleType("xattr.tasks.difficulty")
     fake.difficulty_breakdown = difficulty_breakdown
-    monkeypatch.setitem(sys.modules, "xattr.metrics.difficulty", fake)
+    monkeypatch.setitem(sys.modules, "xattr.tasks.difficulty", fake)
     report([run_dir], by=["seed"], out=tmp_path / "rep", difficulty=True, n_bins=5)
     assert seen["columns"] >= {"method", "model", "dataset", "id", "target", "confidence", "metric", "value"}
     assert seen["n"] == 4 and seen["n_bins"] == 5 and seen["out_dir"] == tmp_path / "rep" / "difficulty"

@@ -143,11 +143,11 @@ def _stats_pair(result) -> tuple[torch.Tensor, torch.Tensor]:
 
 def estimate_statistics(model: nn.Module, layers: list[TokenLayer], context, n_samples: int,
                         batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-layer (mean, std) per token and channel via ``xattr.info.bottleneck.feature_statistics``."""
+    """Per-layer (mean, std) per token and channel via ``xattr.info.feature_statistics.feature_statistics``."""
     if context is None or context.train_dataset is None:
         raise XattrError("token bottleneck: prepare() needs a RunContext with train_dataset for feature "
                          "statistics; or call set_statistics({layer: (mean, std)})")
-    from xattr.info.bottleneck import feature_statistics, model_fingerprint  # shared primitives (ib)
+    from xattr.info.feature_statistics import feature_statistics, model_fingerprint  # shared primitives (ib)
 
     stats = {}
     fingerprint = model_fingerprint(model)

@@ -25,38 +25,19 @@ from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.info import mmse_integral, noise_channel
-from xattr.info.bottleneck import image_seeds
 from xattr.methods.base import AttributionMethod, RunContext
 from xattr.models.spec import OnStandardised, input_normalization
-from xattr.nets.unet import init_unet_params, unet_apply
+from xattr.models.standardise import space_constants
+from xattr.nets.alpha_unet import bound_alpha, init_alpha_unet_params
+from xattr.nets.unet import unet_apply
 from xattr.utils.hooks import eval_mode, frozen
+from xattr.utils.seed import image_seeds
 
 log = logging.getLogger(__name__)
 
 MODES = ("per_sample", "amortized")
 OUTPUTS = ("mmse_integral", "alpha")
 SPACES = ("normalized", "pixel")
-
-
-def bound_alpha(u: torch.Tensor, alpha_range: tuple[float, float]) -> torch.Tensor:
-    """Map the U-Net output ``u`` into ``alpha_range`` (``lo + (hi - lo) * sigmoid(u)``; identity-like near the middle).
-
-    The paper's loss ``CE + beta * mean(alpha)`` is linear and unbounded below in alpha: for pixels the
-    classifier ignores, nothing stops alpha, and with a multiplicative U-Net it ran to -1e14 within 150 steps
-    (measured, beta=0.3). Bounding alpha to ``[alpha_min, alpha_max]`` makes ignored pixels settle at the
-    integral's lower end (SNR e^-10: no information) instead.
-    """
-    lo, hi = alpha_range
-    return lo + (hi - lo) * torch.sigmoid(u)
-
-
-def unbound_alpha(alpha: float, alpha_range: tuple[float, float]) -> float:
-    """Inverse of :func:`bound_alpha` for a scalar (the U-Net's initial output bias)."""
-    import math
-
-    lo, hi = alpha_range
-    p = min(max((alpha - lo) / (hi - lo), 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
 
 
 def _alpha_forward(params: dict[str, torch.Tensor], x: torch.Tensor, depth: int, batching: str,
@@ -96,9 +77,8 @@ def fit_alpha_per_sample(model: torch.nn.Module, x: torch.Tensor, target: torch.
     if len(seeds) != B:
         raise XattrError(f"fit_alpha_per_sample: {len(seeds)} seeds for {B} images; give one seed per image")
     generators = [torch.Generator(device=x.device).manual_seed(int(s)) for s in seeds]
-    bias = unbound_alpha(alpha_init, alpha_range) if alpha_range is not None else alpha_init
-    inits = [init_unet_params(C, C, width, depth, out_bias=bias, out_scale=0.1,
-                              generator=torch.Generator().manual_seed(int(s) + 7919)) for s in seeds]
+    inits = [init_alpha_unet_params(C, width, depth, alpha_init, alpha_range,
+                                    generator=torch.Generator().manual_seed(int(s) + 7919)) for s in seeds]
     params = {k: torch.stack([p[k] for p in inits]).to(x.device).requires_grad_(True) for k in inits[0]}
     m = {k: torch.zeros_like(v) for k, v in params.items()}
     v2 = {k: torch.zeros_like(v) for k, v in params.items()}
@@ -177,8 +157,8 @@ class DiffIB(AttributionMethod):
 
     def prepare(self, context: RunContext) -> None:
         """Load (or train and cache, one log line each) the denoiser and, for amortized mode, the alpha-U-Net."""
-        from xattr.tasks.train_alpha_unet import load_or_train_alpha_unet
-        from xattr.tasks.train_denoiser import load_or_train_denoiser
+        from xattr.training.alpha_unet import load_or_train_alpha_unet
+        from xattr.training.denoiser import load_or_train_denoiser
 
         size = self._image_size(context)
         space = self._space_constants()
@@ -211,8 +191,6 @@ class DiffIB(AttributionMethod):
 
     def classifier_view(self, channels: int) -> OnStandardised:
         """The classifier as a function of the channel's input ``u`` (see module doc)."""
-        from xattr.tasks._diffib_common import space_constants
-
         space = self._space_constants(channels)
         return OnStandardised(self.model, *space_constants(space["mean"], space["std"], channels))
 
@@ -255,4 +233,4 @@ class DiffIB(AttributionMethod):
                                  n_noise=self.n_noise, chunk_size=self.chunk_size, generator=generator)
 
 
-__all__ = ["DiffIB", "fit_alpha_per_sample", "bound_alpha"]
+__all__ = ["DiffIB", "fit_alpha_per_sample"]

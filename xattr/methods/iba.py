@@ -32,19 +32,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from xattr.errors import XattrError
-from xattr.info.bottleneck import (
-    SpatialGaussianSmoothing,
-    bottleneck_sample,
-    feature_statistics,
-    image_seeds,
-    kl_capacity,
-    model_fingerprint,
-    resolve_layer,
-    standard_normal,
-)
+from xattr.info.bottleneck import SpatialGaussianSmoothing, bottleneck_sample, kl_capacity, standard_normal
+from xattr.info.feature_statistics import feature_statistics, model_fingerprint, resolve_layer
 from xattr.methods.base import AttributionMethod, RunContext
 from xattr.utils.hooks import forward_hook, frozen
-from xattr.utils.seed import make_generator
+from xattr.utils.seed import image_seeds, make_generator
 
 
 def _layer_name(model: nn.Module, layer: str | None) -> str:

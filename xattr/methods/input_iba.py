@@ -38,18 +38,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from xattr.errors import XattrError
-from xattr.info.bottleneck import (
-    LAMBDA_EPS,
-    SpatialGaussianSmoothing,
-    image_seeds,
-    resolve_layer,
-    standard_normal,
-)
+from xattr.info.bottleneck import LAMBDA_EPS, SpatialGaussianSmoothing, standard_normal
+from xattr.info.feature_statistics import resolve_layer
 from xattr.methods._model_space import normalizer_and_net
 from xattr.methods.base import AttributionMethod, RunContext
 from xattr.methods.iba import IBA, capacity_to_saliency
 from xattr.utils.hooks import forward_hook, frozen
-from xattr.utils.seed import make_generator
+from xattr.utils.seed import image_seeds, make_generator
 
 
 class _StopForward(Exception):

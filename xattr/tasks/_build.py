@@ -92,17 +92,14 @@ def build_model(cfg: DictConfig, names: dict[str, str], dataset, cache_dir: Path
 
 
 def _trained_offline_model(model_cfg: DictConfig, dataset_name: str, dataset, cache_dir: Path) -> torch.nn.Module:
-    try:
-        from xattr.tasks import train_classifier
-    except ImportError as error:
-        raise XattrError(f"model {model_cfg.name} has no checkpoint and the classifier trainer is missing; "
-                         "pass model.checkpoint=PATH") from error
+    from xattr.training.classifier import load_trained_classifier
+
     options = OmegaConf.to_container(model_cfg, resolve=True)
     image_size = int(options.get("image_size") or getattr(dataset, "image_size", 64))
     kwargs = {k: v for k, v in options.items()
               if k not in ("_target_", "name", "pretrained", "checkpoint", "num_classes", "image_size", "device")}
     # load_trained_classifier logs the one line "no trained ... training it now" when it has to train
-    return train_classifier.load_trained_classifier(model_cfg.name, dataset_name, image_size, cache_dir, **kwargs)
+    return load_trained_classifier(model_cfg.name, dataset_name, image_size, cache_dir, **kwargs)
 
 
 def build_metrics(cfg: DictConfig) -> dict[str, Callable]:

@@ -268,10 +268,7 @@ def paired_table(differences: pd.DataFrame, precision: int = 3) -> pd.DataFrame:
 
 
 def difficulty_report(runs: Sequence[Path], by: Sequence[str], out_dir: Path, n_bins: int) -> pd.DataFrame:
-    try:
-        from xattr.metrics.difficulty import difficulty_breakdown
-    except ImportError as error:
-        raise XattrError("--difficulty needs xattr.metrics.difficulty (the metrics suite); it is not installed "
-                         "in this checkout") from error
+    from xattr.tasks.difficulty import difficulty_breakdown
+
     per_sample = per_sample_frame(runs, by)
     return difficulty_breakdown(per_sample, Path(out_dir), n_bins=n_bins)

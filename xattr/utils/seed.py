@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import numpy as np
@@ -20,3 +21,12 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
+
+
+def image_seeds(x: torch.Tensor, seed: int = 0) -> list[int]:
+    """One seed per image of ``x`` from its content and ``seed``: noise that does not depend on batching."""
+    seeds = []
+    for image in x.detach().float().cpu().contiguous():
+        digest = hashlib.blake2b(image.numpy().tobytes(), digest_size=8, key=str(int(seed)).encode())
+        seeds.append(int.from_bytes(digest.digest(), "little") % (2**63 - 1))
+    return seeds

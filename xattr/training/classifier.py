@@ -1,5 +1,8 @@
 """``xattr train task=classifier``: train an offline zoo model (tiny_cnn, tiny_vit) on a dataset.
 
+Hyper-parameters, per model: ``conf/task/classifier.yaml`` (:class:`ClassifierTrainer`); ``xattr run`` reads the
+same file when it trains an offline classifier on first use (:func:`load_trained_classifier`).
+
 Checkpoints are cached at ``<cache_dir>/classifiers/<model>-<dataset>-<size>.pt`` (``{"model": state
 dict of the ZooModel, "meta": {...}}``); an interrupted run resumes from ``<...>.partial.pt``
 (written atomically after every epoch with optimizer and scheduler state).
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,17 +21,20 @@ from tqdm.auto import tqdm
 
 from xattr.data import BUILTIN_DATASETS, dataset_class
 from xattr.errors import XattrError
-from xattr.models import OFFLINE_MODELS, ZooModel, build_model, load_state_dict
-from xattr.utils.io import atomic_torch_save
+from xattr.models import OFFLINE_MODELS, ZooModel, build_model
+from xattr.training._loop import (
+    Trainer,
+    materialise,
+    partial_path,
+    read_partial,
+    training_split,
+    with_defaults,
+    write_final,
+    write_partial,
+)
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
-
-#: Hyper-parameters that reach the bar on 2 CPU cores in a few minutes (measured, see README).
-DEFAULTS = {
-    "tiny_cnn": {"epochs": 5, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "train_size": 5000},
-    "tiny_vit": {"epochs": 15, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "train_size": 5000},
-}
 
 
 def checkpoint_path(cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int) -> Path:
@@ -35,15 +42,46 @@ def checkpoint_path(cache_dir: str | Path, model_name: str, dataset_name: str, i
     return Path(cache_dir) / "classifiers" / f"{model_name}-{dataset_name}-{image_size}.pt"
 
 
-def _materialise(dataset, limit: int | None = None, desc: str = "render") -> tuple[torch.Tensor, torch.Tensor]:
-    """Render a dataset once into ``uint8 [N,3,H,W]`` images and ``[N]`` labels (fast epochs)."""
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    images, labels = [], []
-    for index in tqdm(range(count), desc=desc, leave=False, mininterval=1.0):
-        sample = dataset[index]
-        images.append((sample["image"] * 255).round().to(torch.uint8))
-        labels.append(int(sample["label"]))
-    return torch.stack(images), torch.tensor(labels)
+@dataclass(kw_only=True)
+class ClassifierTrainer(Trainer):
+    """``_target_`` of ``conf/task/classifier.yaml``; the fields are that file's keys. The hyper-parameters for a
+    model are its ``per_model`` entry with the top-level values over it (``None``: the model's own)."""
+
+    task = "classifier"
+
+    epochs: int | None
+    batch_size: int | None
+    lr: float | None
+    weight_decay: float | None
+    train_size: int | None
+    per_model: dict[str, dict]
+
+    def hparams_for(self, model_name: str) -> dict:
+        """``train_classifier`` keywords for ``model_name``."""
+        if model_name not in self.per_model:
+            raise XattrError(f"conf/task/classifier.yaml has no per_model entry for {model_name}; "
+                             f"it has {', '.join(sorted(self.per_model))}")
+        given = {key: value for key, value in self.hparams().items() if key != "per_model"}
+        return with_defaults(self.per_model[model_name], given)
+
+    def run(self, cfg) -> Path:
+        """``xattr train task=classifier``: train ``cfg.model`` on ``cfg.dataset``."""
+        from hydra.utils import instantiate
+
+        name = cfg.model.name
+        if name not in OFFLINE_MODELS:
+            raise XattrError(f"task=classifier trains offline models ({', '.join(OFFLINE_MODELS)}), not {name}")
+        train_set, dataset_name, image_size = training_split(cfg)
+        test_set = instantiate(cfg.dataset, split="test", n_samples=None)
+        path = checkpoint_path(cfg.paths.cache_dir, name, dataset_name, image_size)
+        hparams = self.hparams_for(name)
+        seed_everything(int(cfg.seed))
+        model = instantiate(cfg.model, num_classes=train_set.num_classes, checkpoint=None)
+        result = train_classifier(model, train_set, test_set, seed=int(cfg.seed), checkpoint=path,
+                                  meta={"model": name, "dataset": dataset_name, "image_size": image_size}, **hparams)
+        log.info("%s on %s: test accuracy %.4f -> %s", name, dataset_name, result["test_accuracy"], path)
+        print(f"{name} on {dataset_name}: test accuracy {result['test_accuracy']:.4f}; checkpoint {path}")
+        return path
 
 
 @torch.no_grad()
@@ -66,8 +104,10 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
     resumed from there; the final weights go to ``checkpoint``.
     """
     seed_everything(seed)
-    train_x, train_y = _materialise(train_set, train_size, "render train")
-    test_x, test_y = _materialise(test_set, None, "render test")
+    train_x, train_y = materialise(train_set, train_size, with_labels=True, desc="render train")
+    test_x, test_y = materialise(test_set, None, with_labels=True, desc="render test")
+    if train_y is None or test_y is None or (train_y < 0).any() or (test_y < 0).any():
+        raise XattrError("train_classifier needs labelled images (dataset items with 'label')")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     total_steps = epochs * math.ceil(len(train_x) / batch_size)
     if total_steps >= 4:  # one-cycle schedule; its warm-up needs at least 2 steps
@@ -75,10 +115,10 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
                                                         pct_start=max(0.2, 2.0 / total_steps))
     else:  # a handful of steps (smoke tests): constant learning rate
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    partial = checkpoint.with_suffix(".partial.pt") if checkpoint else None
+    partial = partial_path(checkpoint)
     start_epoch = 0
-    if partial is not None and partial.exists():
-        state = torch.load(partial, map_location="cpu", weights_only=True)
+    state = read_partial(partial, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -102,16 +142,13 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
         model.eval()
         accuracy = evaluate_accuracy(model, test_x, test_y)
         bar.set_postfix(loss=f"{loss.item():.3f}", test_acc=f"{accuracy:.3f}")
-        if partial is not None:
-            atomic_torch_save(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                                        "rng": torch.get_rng_state()})
+        write_partial(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                                "rng": torch.get_rng_state()})
     accuracy = evaluate_accuracy(model.eval(), test_x, test_y)
     if checkpoint is not None:
-        atomic_torch_save(checkpoint, {"model": model.state_dict(),
-                                       "meta": {**(meta or {}), "test_accuracy": accuracy, "epochs": epochs}})
-        if partial is not None and partial.exists():
-            partial.unlink()
+        write_final(checkpoint, partial, {"model": model.state_dict(),
+                                          "meta": {**(meta or {}), "test_accuracy": accuracy, "epochs": epochs}})
     return {"test_accuracy": accuracy}
 
 
@@ -135,7 +172,7 @@ def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "s
         test_set = dataset_cls(split="test", image_size=image_size, seed=seed)
         meta = {"model": model_name, "dataset": dataset_name, "image_size": image_size}
         train_classifier(model, train_set, test_set, seed=seed, checkpoint=path, meta=meta,
-                         **DEFAULTS[model_name])
+                         **ClassifierTrainer.from_conf().hparams_for(model_name))
     model = build_model(model_name, num_classes=num_classes, image_size=image_size, checkpoint=str(path),
                         **model_kwargs)
     return model.to(device).eval()
@@ -147,27 +184,5 @@ def checkpoint_accuracy(path: str | Path) -> float | None:
     return state.get("meta", {}).get("test_accuracy") if isinstance(state, dict) else None
 
 
-def run(cfg) -> Path:
-    """Entry point of ``xattr train task=classifier``: train ``cfg.model`` on ``cfg.dataset``."""
-    from hydra.utils import instantiate
-
-    name = cfg.model.name
-    if name not in OFFLINE_MODELS:
-        raise XattrError(f"task=classifier trains offline models ({', '.join(OFFLINE_MODELS)}), not {name}")
-    train_set = instantiate(cfg.dataset, split="train", n_samples=None)
-    test_set = instantiate(cfg.dataset, split="test", n_samples=None)
-    dataset_name = getattr(train_set, "name", "dataset")
-    image_size = int(cfg.dataset.image_size)
-    path = checkpoint_path(cfg.paths.cache_dir, name, dataset_name, image_size)
-    hparams = {**DEFAULTS[name], **{k: v for k, v in cfg.task.items() if k in DEFAULTS[name] and v is not None}}
-    seed_everything(int(cfg.seed))
-    model = instantiate(cfg.model, num_classes=train_set.num_classes, checkpoint=None)
-    result = train_classifier(model, train_set, test_set, seed=int(cfg.seed), checkpoint=path,
-                              meta={"model": name, "dataset": dataset_name, "image_size": image_size}, **hparams)
-    log.info("%s on %s: test accuracy %.4f -> %s", name, dataset_name, result["test_accuracy"], path)
-    print(f"{name} on {dataset_name}: test accuracy {result['test_accuracy']:.4f}; checkpoint {path}")
-    return path
-
-
-__all__ = ["checkpoint_path", "train_classifier", "load_trained_classifier", "evaluate_accuracy", "run",
-           "load_state_dict", "checkpoint_accuracy"]
+__all__ = ["ClassifierTrainer", "checkpoint_path", "train_classifier", "load_trained_classifier",
+           "evaluate_accuracy", "checkpoint_accuracy"]

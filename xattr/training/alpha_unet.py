@@ -1,0 +1,149 @@
+"""``xattr train task=alpha_unet``: DiffIB's amortized alpha-U-Net (Algorithm 1 over a training split).
+
+One U-Net ``x -> alpha`` trained for a fixed classifier with ``CE(f(z), y) + beta * mean(alpha)``,
+``z = sqrt(sigmoid(alpha)) x + sqrt(sigmoid(-alpha)) eps`` with ``x`` standardised by the classifier's
+normalisation (``mean``/``std``; ``None``: pixel space); afterwards attribution is one forward pass.
+Checkpoint ``<cache_dir>/alpha_unets/<model>-<dataset>-<size>-b<beta>-w<width>d<depth><space>.pt`` holds
+``{"model": EMA weights, "config", "meta"}``; ``<...>.partial.pt`` (model, EMA, optimizer, step, RNG, losses)
+is written atomically every ``save_every`` steps and resumed from. Hyper-parameters and their defaults:
+``conf/task/alpha_unet.yaml`` (:class:`AlphaUNetTrainer`). The network itself: :mod:`xattr.nets.alpha_unet`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from xattr.errors import XattrError
+from xattr.info import noise_channel
+from xattr.models.spec import OnStandardised
+from xattr.models.standardise import space_constants, space_tag
+from xattr.nets.alpha_unet import AlphaUNet
+from xattr.training._loop import (
+    ResumableSteps,
+    StandardisedSpaceTrainer,
+    load_network,
+    materialise,
+    training_split,
+)
+from xattr.utils.hooks import eval_mode, frozen
+
+log = logging.getLogger(__name__)
+
+
+def alpha_unet_path(cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int, beta: float,
+                    width: int, depth: int, mean=None, std=None) -> Path:
+    return (Path(cache_dir) / "alpha_unets"
+            / f"{model_name}-{dataset_name}-{image_size}-b{beta:g}-w{width}d{depth}{space_tag(mean, std)}.pt")
+
+
+@dataclass(kw_only=True)
+class AlphaUNetTrainer(StandardisedSpaceTrainer):
+    """``_target_`` of ``conf/task/alpha_unet.yaml``; the fields are that file's keys (see its comments;
+    ``mean``/``std`` come from :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
+
+    task = "alpha_unet"
+
+    steps: int
+    batch_size: int
+    lr: float
+    beta: float
+    width: int
+    depth: int
+    alpha_init: float
+    alpha_range: list[float] | None
+    ema_decay: float
+    train_size: int | None
+    save_every: int
+
+    def checkpoint(self, cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int) -> Path:
+        return alpha_unet_path(cache_dir, model_name, dataset_name, image_size, self.beta, self.width, self.depth,
+                               self.mean, self.std)
+
+    def fit(self, model: torch.nn.Module, dataset, *, seed: int = 0, checkpoint: Path | None = None,
+            meta: dict | None = None, progress: bool = True) -> AlphaUNet:
+        """Train an amortized alpha-U-Net for ``model`` on ``dataset`` (items with ``image`` and ``label``);
+        returns the EMA copy in eval mode. The U-Net maps standardised images ``(x - mean) / std`` to alpha (see
+        module doc). The classifier is left unchanged (eval mode, frozen)."""
+        steps, batch_size, beta = self.steps, self.batch_size, self.beta
+        images, labels = materialise(dataset, self.train_size, with_labels=True)
+        if labels is None or (labels < 0).any():
+            raise XattrError("train_alpha_unet needs labelled images (dataset items with 'label')")
+        channels = images.shape[1]
+        classifier = OnStandardised(model, *space_constants(self.mean, self.std, channels))
+        net = AlphaUNet(channels, channels, self.width, self.depth, alpha_init=self.alpha_init,
+                        alpha_range=self.alpha_range, seed=seed)
+        loop = ResumableSteps(net, steps=steps, lr=self.lr, ema_decay=self.ema_decay, save_every=self.save_every,
+                              seed=seed, checkpoint=checkpoint, what="alpha-U-Net", progress=progress)
+        generator = loop.generator
+        device = next(model.parameters()).device
+        net.to(device)
+        loop.ema.shadow.to(device)
+        with eval_mode(classifier), frozen(classifier):
+            for step in loop:
+                index = torch.randint(0, len(images), (batch_size,), generator=generator)
+                x = classifier.standardise((images[index].float() / 255).to(device))
+                y = labels[index].to(device)
+                alpha = net(x)
+                eps = torch.randn(x.shape, generator=generator).to(device)
+                loss = F.cross_entropy(classifier(noise_channel(x, alpha, eps)), y) + beta * alpha.mean()
+                loop.update(step, loss, alpha=f"{alpha.mean().item():.2f}")
+        return loop.finish({**(meta or {}), "steps": steps, "beta": beta})
+
+    def run(self, cfg) -> Path:
+        """``xattr train task=alpha_unet``: for the classifier ``cfg.model`` (trained here if it is an offline
+        model without a checkpoint yet; else as the model config builds it)."""
+        from hydra.utils import instantiate
+
+        from xattr.training.classifier import load_trained_classifier
+
+        trainer = self.filled()
+        train_set, dataset_name, image_size = training_split(cfg)
+        model_name = cfg.model.name
+        try:
+            model = load_trained_classifier(model_name, dataset_name, image_size, cache_dir=cfg.paths.cache_dir,
+                                            device=cfg.device, seed=int(cfg.seed))
+        except XattrError:
+            model = instantiate(cfg.model, num_classes=train_set.num_classes).to(cfg.device).eval()
+        path = trainer.checkpoint(cfg.paths.cache_dir, model_name, dataset_name, image_size)
+        trainer.fit(model, train_set, seed=int(cfg.seed), checkpoint=path,
+                    meta={"model": model_name, "dataset": dataset_name, "image_size": image_size})
+        print(f"alpha-U-Net for {model_name} on {dataset_name}: checkpoint {path}")
+        return path
+
+
+def train_alpha_unet(model: torch.nn.Module, dataset, *, seed: int = 0, checkpoint: Path | None = None,
+                     meta: dict | None = None, progress: bool = True, **hparams) -> AlphaUNet:
+    """:meth:`AlphaUNetTrainer.fit` with ``conf/task/alpha_unet.yaml``'s hyper-parameters, ``hparams`` replacing
+    some."""
+    return AlphaUNetTrainer.from_conf(**hparams).fit(model, dataset, seed=seed, checkpoint=checkpoint, meta=meta,
+                                                     progress=progress)
+
+
+def load_alpha_unet(path: str | Path, device: str = "cpu") -> AlphaUNet:
+    """A trained :class:`AlphaUNet` (EMA weights, eval mode) from ``path``."""
+    return load_network(path, AlphaUNet, "alpha_unet", device)
+
+
+def load_or_train_alpha_unet(model, train_dataset, cache_dir: str | Path, model_name: str, dataset_name: str,
+                             image_size: int, *, seed: int = 0, device: str = "cpu", **hparams) -> AlphaUNet:
+    """Load the cached amortized alpha-U-Net for (model, dataset, beta, width, depth); train it if missing.
+    ``hparams`` replace values of ``conf/task/alpha_unet.yaml``; ``None`` keeps the file's value (but for mean/std)."""
+    trainer = AlphaUNetTrainer.from_conf(**hparams).filled()
+    path = trainer.checkpoint(cache_dir, model_name, dataset_name, image_size)
+    if not path.exists():
+        if train_dataset is None:
+            raise XattrError(f"no alpha-U-Net at {path} and no training set to train one; run "
+                             f"`xattr train task=alpha_unet model={model_name} dataset={dataset_name}`")
+        log.warning("no amortized alpha-U-Net for %s on %s at %s: training it now (%d steps, cached)",
+                    model_name, dataset_name, path, trainer.steps)
+        trainer.fit(model, train_dataset, seed=seed, checkpoint=path,
+                    meta={"model": model_name, "dataset": dataset_name, "image_size": image_size})
+    return load_alpha_unet(path, device)
+
+
+__all__ = ["AlphaUNetTrainer", "alpha_unet_path", "train_alpha_unet", "load_alpha_unet", "load_or_train_alpha_unet"]
