@@ -202,3 +202,10 @@ def test_doc_lists_the_same_layers():
 @pytest.mark.parametrize("package", sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()))
 def test_every_package_has_a_layer(package):
     assert package in LAYERS or package in ANYWHERE, f"xattr.{package} has no layer in LAYERS"
+
+
+def test_tests_mirror_the_package():
+    """Each folder of ``tests/`` is named after a package of ``xattr/`` (package-wide tests stay at the top)."""
+    folders = [p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    strays = [name for name in folders if not (PACKAGE / name / "__init__.py").is_file()]
+    assert folders and not strays, f"tests/{strays} mirror no package of xattr/; name test folders after packages"

@@ -53,7 +53,7 @@ BATCH_RTOL: dict[str, float] = {"chefer_lrp": 2e-3}
 #: methods whose maps do not depend on the target class (or set ``target_agnostic = True`` on the class)
 TARGET_AGNOSTIC: set[str] = {"rollout"}
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "method"
 METHOD_FILES = sorted(CONF_DIR.glob("*.yaml"))
 TARGETS = torch.tensor([0, 2, 5])
 

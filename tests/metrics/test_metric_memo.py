@@ -61,7 +61,7 @@ def test_first_ratio_fills_the_memo_for_the_next_and_other_settings_search(tiny_
 
 def test_run_loop_passes_a_fresh_memo_and_nothing_mnim_specific(tmp_path, checkpoint, monkeypatch):
     """Every metric of a batch gets the same ``memo`` dict (a new one per batch) and no MNIM kwargs."""
-    from test_run_task import make_cfg
+    from run_helpers import make_cfg
 
     from xattr.metrics._perturb import CausalAUC
     from xattr.tasks import run as run_task

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_run_task import Interrupt, make_cfg
+from run_helpers import Interrupt, make_cfg
 
 from xattr.errors import XattrError
 from xattr.methods.base import AttributionMethod

@@ -28,7 +28,7 @@ from xattr.errors import XattrError
 # deliberately unsorted in the file: indices must follow sorted wnid order (torchvision's)
 SYNSETS = ["n02000000 zebra thing, other", "n01000000 aardvark", "n03000000 yak", "n01500000 bee"]
 SORTED = ["n01000000", "n01500000", "n02000000", "n03000000"]
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 
 
 def draw(path: Path, size: tuple[int, int], box: tuple[int, int, int, int] | None, fmt: str = "JPEG") -> None:

@@ -9,24 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from run_helpers import Interrupt, make_cfg
 
-from xattr.cli import CONF_DIR
 from xattr.errors import XattrError
 from xattr.models import build_model
 from xattr.tasks import run as run_task
-
-
-def make_cfg(tmp_path: Path, checkpoint: Path, *extra: str):
-    overrides = ["debug=smoke", "method=saliency", "metric=[deletion]", "metric.deletion.step=0.25", "dataset.n_samples=10",
-                 "batch_size=4", "n_figure=2", f"model.checkpoint={checkpoint}", f"paths.root_dir={tmp_path}",
-                 f"paths.cache_dir={tmp_path}/cache", *extra]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="run", overrides=overrides)
-
-
-class Interrupt(Exception):
-    pass
 
 
 @pytest.fixture()

@@ -129,7 +129,7 @@ def test_one_markdown_table_writer():
 def test_run_and_report_share_done_as_complete(tmp_path, checkpoint, monkeypatch):
     """A run that dies after summary.csv but before DONE is not complete for the run (resume finishes it) nor
     for the report (it is not listed)."""
-    from test_run_task import make_cfg
+    from run_helpers import make_cfg
 
     from xattr.tasks import run as run_task
 
