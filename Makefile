@@ -54,7 +54,7 @@ bench-vitxai: setup  ## transformer baselines (Rollout, Generic, Chefer-LRP, Bey
 	$(PY) scripts/bench_vitxai.py --quick
 
 # ---- diffib ----
-# DiffIB (seed 000) Tables 1-4 and Fig. 4. SCALE=tiny: tiny_cnn on shapes, 100 test images, CPU, minutes.
+# DiffIB (Chen et al., AAAI 2025) Tables 1-4 and Fig. 4. SCALE=tiny: tiny_cnn on shapes, 100 test images, CPU, minutes.
 # SCALE=paper: VGG16 (ImageNet weights) on 1,000 ImageNet val images / FSS-1000 (needs weights + data).
 # Methods that are not installed (no conf/method/<name>.yaml) are skipped.
 DIFFIB_METHODS ?= diffib iba input_iba integrated_gradients guided_backprop deeplift hsic saliency
@@ -124,7 +124,7 @@ bench-methods: setup  ## gradient baselines: passes, s/img, time / (passes x for
 	$(PY) scripts/bench_methods.py --quick
 
 # ---- coiba ----
-# CoIBA (seed 001): Tables 1-2, difficulty figure, layer-range ablation, layer similarity, benchmark.
+# CoIBA (Hong et al., CVPR 2025): Tables 1-2, difficulty figure, layer-range ablation, layer similarity, benchmark.
 # SCALE=tiny: shapes + trained tiny_vit on CPU (minutes); SCALE=paper: pretrained ViT-B/DeiT-B/Swin-B on
 # ImageNet (offline it stops with a one-line error). Methods without a conf/method/<name>.yaml are skipped.
 COIBA_METHODS ?= coiba iba_vit iba_star rollout generic_attention chefer_lrp beyond_intuition vit_cx iia gradcam
@@ -163,7 +163,7 @@ coiba-ablation: setup  ## CoIBA layer-range ablation (start x end multirun) grou
 		resume=true hydra.sweep.dir=$(COIBA_OUT)/ablation
 	$(XATTR) report $(COIBA_OUT)/ablation --by method.layers.start --by method.layers.end --out $(COIBA_OUT)/ablation
 
-coiba-similarity: setup  ## single-layer IBA maps across layers: SSIM + linear CKA (seed 001 Figs. 1, 10)
+coiba-similarity: setup  ## single-layer IBA maps across layers: SSIM + linear CKA (CoIBA Figs. 1, 10)
 	$(PY) scripts/layer_similarity.py --scale $(SCALE) --out $(COIBA_OUT)/similarity
 
 coiba-all: coiba-table1 coiba-table2 coiba-difficulty coiba-ablation coiba-similarity  ## every CoIBA target

@@ -2,7 +2,7 @@
 
 Segmentation ratio here = energy-based ratio: share of a map's (non-negative) mass that lies inside
 the ground-truth shape mask. If the metrics package provides ``SegRatio`` (MNIM-crossing ratio of
-DiffIB, seed 000), its ``ratio`` and ``energy`` are reported too. Saliency = Simonyan et al.'s
+DiffIB), its ``ratio`` and ``energy`` are reported too. Saliency = Simonyan et al.'s
 max over channels of |d logit_target / d x| (the gradients package's ``Saliency`` when available).
 The ratio of a uniform map is the mask's area share, printed as a floor.
 

@@ -1,4 +1,4 @@
-"""Similarity of single-layer IBA maps across transformer layers (CoIBA seed 001, Figs. 1 and 10(b)).
+"""Similarity of single-layer IBA maps across transformer layers (CoIBA, Figs. 1 and 10(b)).
 
 For N images, IBA is run separately at every block output ``blocks.{i}`` (Fig. 1(a): maps of different
 layers disagree), then

@@ -1,4 +1,4 @@
-"""Fig. 4 of seed 000: SSIM between DiffIB maps of the trained and the layer-randomised model, per layer.
+"""DiffIB Fig. 4: SSIM between DiffIB maps of the trained and the layer-randomised model, per layer.
 
 ``python scripts/plot_diffib_sanity.py RUN_OR_MULTIRUN_DIR`` reads every ``summary.csv`` below the folder
 (metric columns ``randomization_sanity.<mode>/<layer>``) and writes ``figure_sanity.png`` next to them.

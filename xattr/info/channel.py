@@ -1,4 +1,4 @@
-"""The variance-preserving Gaussian noise channel of DiffIB (seed 000, Eq. 5) and log-SNR samplers.
+"""The variance-preserving Gaussian noise channel of DiffIB (DiffIB Eq. 5) and log-SNR samplers.
 
 ``z = sqrt(sigmoid(alpha)) * x + sqrt(sigmoid(-alpha)) * eps`` with ``alpha`` the log-SNR, one value per
 coordinate (pixel-channel). Dividing by ``sqrt(sigmoid(-alpha))`` gives ``sqrt(gamma) * x + eps`` with

@@ -1,4 +1,4 @@
-"""Per-coordinate MMSE integrals: DiffIB's attribution ``A_i`` (seed 000, Eq. 10/14).
+"""Per-coordinate MMSE integrals: DiffIB's attribution ``A_i`` (DiffIB Eq. 10/14).
 
 Derivation (Guo-Shamai-Verdu 2005; Kong et al. 2023, "Information-Theoretic Diffusion").
 Write ``z = a*x + b*eps`` (``a^2 = sigmoid(alpha)``, ``b^2 = sigmoid(-alpha)``); ``z / b = sqrt(gamma) x + eps``

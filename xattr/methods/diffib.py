@@ -1,4 +1,4 @@
-"""DiffIB — "Diffusion Models for Attribution" (seed 000): alpha-U-Net (Algorithm 1) + MMSE integral (Eq. 10/14).
+"""DiffIB — "Diffusion Models for Attribution" (Chen et al., AAAI 2025): alpha-U-Net (Algorithm 1) + MMSE integral (Eq. 10/14).
 
 1. A U-Net ``alpha_theta`` maps the image ``x`` to one log-SNR per pixel-channel; the classifier sees
    ``z = sqrt(sigmoid(alpha)) x + sqrt(sigmoid(-alpha)) eps`` and the loss is ``CE(f(z), y) + beta * mean(alpha)``

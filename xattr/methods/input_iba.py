@@ -132,7 +132,7 @@ class _Critics(nn.Module):
 class InputIBA(AttributionMethod):
     """InputIBA. Output ``[B,1,H,W]``: mean over colour channels of the input mask ``sigmoid(α)``.
 
-    Args (defaults: seed 000's settings and the reference ``configs/vgg_imagenet.py``; see the YAML):
+    Args (defaults: the DiffIB paper's settings and the reference ``configs/vgg_imagenet.py``; see the YAML):
         layer: bottleneck layer (``None``: the model's ``bottleneck`` role).
         beta_feat, feat_steps, feat_lr, feat_batch_size, feat_sigma, min_std: feature IBA.
         n_samples: training images for the feature statistics (reference config: 1,000).

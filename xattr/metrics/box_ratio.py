@@ -1,4 +1,4 @@
-"""Box-Ratio (DiffIB, seed 000, Table 3): share of the N most important pixel-channel values (N from the
+"""Box-Ratio (DiffIB, Table 3): share of the N most important pixel-channel values (N from the
 MNIM crossing) that lie inside the union of the ground-truth boxes; plus the energy-based ratio
 (positive attribution mass inside the boxes / total) as a second output."""
 

@@ -1,4 +1,4 @@
-"""DAUC (DiffIB, seed 000 Table 2): insertion AUC minus deletion AUC, higher is better."""
+"""DAUC (DiffIB Table 2): insertion AUC minus deletion AUC, higher is better."""
 
 from __future__ import annotations
 

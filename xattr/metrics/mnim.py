@@ -1,4 +1,4 @@
-"""MNIM: Minimum Necessary Information (DiffIB, seed 000, Table 1; after Fischer 2020).
+"""MNIM: Minimum Necessary Information (DiffIB, Table 1; after Fischer 2020).
 
 Insert the original image's units (pixel-channel values for ``[B,C,H,W]`` maps, pixels for
 ``[B,1,H,W]`` maps), most important first, into a substrate (seeded Gaussian noise in the model's

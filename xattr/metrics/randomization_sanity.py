@@ -1,4 +1,4 @@
-"""Model-parameter randomisation sanity check (Adebayo et al. 2018; DiffIB seed 000, Fig. 4).
+"""Model-parameter randomisation sanity check (Adebayo et al. 2018; DiffIB, Fig. 4).
 
 The layers with weights (``Conv*``/``Linear``, in module registration order) are randomised on a deep
 copy of the model with their own ``reset_parameters`` (seeded), from the top (logits) down:

@@ -1,5 +1,5 @@
 """ROAD: RemOve And Debias (Rong, Leemann et al. 2022, "A Consistent and Efficient Evaluation Strategy
-for Attribution Methods"), as CoIBA (seed 001, Table 2) uses it.
+for Attribution Methods"), as CoIBA (Table 2) uses it.
 
 **Noisy linear imputation** (the authors' ``NoisyLinearImputer``): every removed pixel is the weighted
 mean of its 8 neighbours, weight 1/6 for the 4 edge neighbours and 1/12 for the 4 diagonal ones;

@@ -1,4 +1,4 @@
-"""Segmentation ratio (DiffIB, seed 000, Table 4, on FSS-1000): share of the N most important
+"""Segmentation ratio (DiffIB, Table 4, on FSS-1000): share of the N most important
 pixel-channel values (N from the MNIM crossing) inside the segmentation mask; plus the energy-based
 ratio (positive attribution mass inside the mask / total) as a second output."""
 

@@ -138,7 +138,7 @@ class UNet(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """MMSE eps-denoiser ``eps_theta(z, alpha)`` (seed 000, Algorithm 2): a U-Net on ``[z, alpha / alpha_scale]``.
+    """MMSE eps-denoiser ``eps_theta(z, alpha)`` (DiffIB Algorithm 2): a U-Net on ``[z, alpha / alpha_scale]``.
 
     ``alpha`` is one log-SNR per pixel-channel, fed as C extra input channels. The U-Net predicts
     ``v = a eps - b x`` (``a = sqrt(sigmoid(alpha))``, ``b = sqrt(sigmoid(-alpha))``) and returns

@@ -1,4 +1,4 @@
-"""Difficulty-aware breakdown (CoIBA, seed 001, Fig. 4 and 7): bin samples by the model's clean softmax
+"""Difficulty-aware breakdown (CoIBA, Fig. 4 and 7): bin samples by the model's clean softmax
 confidence in the target into ``n_bins`` equal intervals of ``[0,1]`` and average, per bin,
 
 * ``dauc`` = insertion AUC - deletion AUC (Delta-InsDel), and

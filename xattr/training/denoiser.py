@@ -1,4 +1,4 @@
-"""``xattr train task=denoiser``: DiffIB's MMSE eps-denoiser (seed 000, Algorithm 2).
+"""``xattr train task=denoiser``: DiffIB's MMSE eps-denoiser (Algorithm 2).
 
 Loss ``||eps - eps_theta(sqrt(sigmoid(alpha)) x + sqrt(sigmoid(-alpha)) eps, alpha)||^2`` with ``alpha`` drawn per
 pixel-channel by :func:`xattr.info.sample_log_snr` (paper: ``N(0, I)``; here by default a wider law that also
