@@ -77,11 +77,21 @@ class Trainer:
 
 @dataclass(kw_only=True)
 class StandardisedSpaceTrainer(Trainer):
-    """A trainer whose network works in the standardised space ``(x - mean) / std`` of the classifier's
-    normalisation (:mod:`xattr.models.standardise`); ``mean``/``std`` ``None``: the ``[0,1]`` pixel space."""
+    """A trainer of a U-Net (``width``, ``depth``) fitted by ``steps`` Adam steps of ``batch_size`` images drawn from
+    ``train_size`` rendered ones, EMA weights (``ema_decay``), resumable every ``save_every`` steps, in the
+    standardised space ``(x - mean) / std`` of the classifier's normalisation (:mod:`xattr.models.standardise`;
+    ``mean``/``std`` ``None``: the ``[0,1]`` pixel space). DiffIB's denoiser and alpha-U-Net trainers."""
 
     nullable = ("mean", "std")
 
+    steps: int
+    batch_size: int
+    lr: float
+    width: int
+    depth: int
+    ema_decay: float
+    train_size: int | None
+    save_every: int
     mean: list[float] | None
     std: list[float] | None
 

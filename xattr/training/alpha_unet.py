@@ -44,21 +44,13 @@ def alpha_unet_path(cache_dir: str | Path, model_name: str, dataset_name: str, i
 @dataclass(kw_only=True)
 class AlphaUNetTrainer(StandardisedSpaceTrainer):
     """``_target_`` of ``conf/task/alpha_unet.yaml``; the fields are that file's keys (see its comments;
-    ``mean``/``std`` come from :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
+    the U-Net and step keys and ``mean``/``std`` are those of :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
 
     task = "alpha_unet"
 
-    steps: int
-    batch_size: int
-    lr: float
     beta: float
-    width: int
-    depth: int
     alpha_init: float
     alpha_range: list[float] | None
-    ema_decay: float
-    train_size: int | None
-    save_every: int
 
     def checkpoint(self, cache_dir: str | Path, model_name: str, dataset_name: str, image_size: int) -> Path:
         return alpha_unet_path(cache_dir, model_name, dataset_name, image_size, self.beta, self.width, self.depth,

@@ -43,23 +43,15 @@ def denoiser_path(cache_dir: str | Path, dataset_name: str, image_size: int, wid
 @dataclass(kw_only=True)
 class DenoiserTrainer(StandardisedSpaceTrainer):
     """``_target_`` of ``conf/task/denoiser.yaml``; the fields are that file's keys (see its comments;
-    ``mean``/``std`` come from :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
+    the U-Net and step keys and ``mean``/``std`` are those of :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
 
     task = "denoiser"
 
-    steps: int
-    batch_size: int
-    lr: float
-    width: int
-    depth: int
-    ema_decay: float
     alpha_mean: float
     alpha_scale: float
     alpha_sample_scale: float
     smooth_sigma: float
     smooth_fraction: float
-    train_size: int | None
-    save_every: int
 
     def checkpoint(self, cache_dir: str | Path, dataset_name: str, image_size: int) -> Path:
         return denoiser_path(cache_dir, dataset_name, image_size, self.width, self.depth, self.mean, self.std)
