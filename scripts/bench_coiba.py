@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -27,37 +26,30 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _timing import best_time  # noqa: E402
+
 from xattr.methods.coiba import CoIBA  # noqa: E402
 from xattr.methods.iba_star import IBAStar  # noqa: E402
 from xattr.methods.iba_vit import IBATransformer  # noqa: E402
 from xattr.models import build_model  # noqa: E402
+from xattr.utils.hooks import forward_hooks  # noqa: E402
 
 TRANSFORMER_METHODS = ["coiba", "iba_vit", "iba_star", "rollout", "generic_attention", "chefer_lrp",
                        "beyond_intuition", "vit_cx", "iia", "gradcam"]
 
 
 def statistics(model, names, x):
-    outputs, handles = {}, []
-    for name in names:
-        handles.append(model.net.get_submodule(name).register_forward_hook(
-            lambda m, i, o, n=name: outputs.__setitem__(n, o.detach())))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    """Per-token mean/std of each named layer over the batch ``x`` (one forward pass)."""
+    outputs = {}
+    pairs = [(model.net.get_submodule(name), lambda m, i, o, n=name: outputs.__setitem__(n, o.detach()))
+             for name in names]
+    with forward_hooks(pairs), torch.no_grad():
+        model(x)
     return {n: (v.mean(0), v.std(0)) for n, v in outputs.items()}
 
 
 def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_time(fn, repeats, warmup=True)[0]
 
 
 def forward_backward(model, x, target):

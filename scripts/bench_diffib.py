@@ -11,10 +11,10 @@ Uses the trained tiny_cnn from the cache when present (``--cache``), else a rand
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
+from _timing import best_time  # noqa: E402
 
 from xattr.data import ShapesDataset, collate
 from xattr.methods.diffib import DiffIB, fit_alpha_per_sample
@@ -32,12 +32,7 @@ def _classifier(cache: Path):
 
 
 def _timed(fn, repeat=1):
-    best = float("inf")
-    out = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
+    best, out = best_time(fn, repeat)
     return out, best
 
 

@@ -21,6 +21,7 @@ import argparse
 import time
 
 import torch
+from _timing import best_time  # noqa: E402
 
 from xattr.data import ShapesDataset, collate
 from xattr.info.bottleneck import SpatialGaussianSmoothing, kl_capacity
@@ -34,12 +35,7 @@ from xattr.utils.hooks import forward_hook, frozen
 
 def timed(fn, repeat: int = 1) -> float:
     """Best CPU time of the process (one torch thread): robust on a machine shared with other jobs."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return best
+    return best_time(fn, repeat, clock=time.process_time)[0]
 
 
 def reference_style_iba(model, layer, x1, target1, stats, steps, draws, beta=10.0, lr=1.0, min_std=0.01):

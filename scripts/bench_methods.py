@@ -23,6 +23,7 @@ import warnings
 
 import captum.attr
 import torch
+from _timing import best_time  # noqa: E402
 
 from xattr.methods.deeplift import DeepLift
 from xattr.methods.deepliftshap import DeepLiftShap
@@ -64,13 +65,8 @@ def methods(model, s: dict) -> list[tuple[str, object, float, object]]:
     ]
 
 
-def best_time(fn, repeats: int = 1) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def shortest_time(fn, repeats: int = 1) -> float:
+    return best_time(fn, repeats)[0]
 
 
 def forward_backward(model, x, target):
@@ -86,7 +82,7 @@ def bench(model_name: str, size: int, batch: int, quick: bool) -> None:
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     target = torch.arange(batch) % model.spec.num_classes
     forward_backward(model, x, target)  # warm-up
-    one = best_time(lambda: forward_backward(model, x, target), 3)
+    one = shortest_time(lambda: forward_backward(model, x, target), 3)
     s = settings(model_name, quick)
     print(f"\n{model_name} {size}x{size}, batch {batch}, 1 forward-backward = {one / batch * 1e3:.1f} ms/img "
           f"(settings: IG n_steps={s['ig_steps']}, SmoothGrad n_samples={s['sg_samples']})")
@@ -95,12 +91,12 @@ def bench(model_name: str, size: int, batch: int, quick: bool) -> None:
         if passes <= 2 or isinstance(method, DeepLiftShap):  # one-image warm-up: torch.fx view, first hooks
             method.attribute(x[:1], target[:1])
         repeats = 3 if passes * one < 2.0 else 1  # best of 3 where cheap: the machines are shared
-        ours = best_time(lambda m=method: m.attribute(x, target), repeats)
+        ours = shortest_time(lambda m=method: m.attribute(x, target), repeats)
         versus = "n/a"
         if bare is not None:
             try:
                 bare(x[:1], target[:1])
-                versus = f"{ours / best_time(lambda b=bare: b(x, target), repeats):.2f}"
+                versus = f"{ours / shortest_time(lambda b=bare: b(x, target), repeats):.2f}"
             except RuntimeError:
                 versus = "fails"
         print(f"{name:26s} {passes:7.0f} {ours / batch:9.4f} {ours / (passes * one):7.2f} {versus:>10s}", flush=True)

@@ -43,8 +43,8 @@ def alpha_unet_path(cache_dir: str | Path, model_name: str, dataset_name: str, i
 
 @dataclass(kw_only=True)
 class AlphaUNetTrainer(StandardisedSpaceTrainer):
-    """``_target_`` of ``conf/task/alpha_unet.yaml``; the fields are that file's keys (see its comments;
-    the U-Net and step keys and ``mean``/``std`` are those of :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
+    """``_target_`` of ``conf/task/alpha_unet.yaml``: DiffIB's amortized alpha-U-Net (Algorithm 1 over the training
+    split) for one classifier. Keys: ``beta``, ``alpha_init``, ``alpha_range`` and the base class's."""
 
     task = "alpha_unet"
 

@@ -42,8 +42,8 @@ def denoiser_path(cache_dir: str | Path, dataset_name: str, image_size: int, wid
 
 @dataclass(kw_only=True)
 class DenoiserTrainer(StandardisedSpaceTrainer):
-    """``_target_`` of ``conf/task/denoiser.yaml``; the fields are that file's keys (see its comments;
-    the U-Net and step keys and ``mean``/``std`` are those of :class:`~xattr.training._loop.StandardisedSpaceTrainer`)."""
+    """``_target_`` of ``conf/task/denoiser.yaml``: DiffIB's MMSE eps-denoiser (Algorithm 2). Keys: the log-SNR
+    law of the training noise (``alpha_*``, ``smooth_*``) and the base class's."""
 
     task = "denoiser"
 
