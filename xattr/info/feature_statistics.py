@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from xattr.errors import XattrError
+from xattr.utils import cache
 from xattr.utils.io import atomic_torch_save
 
 __all__ = [
@@ -174,8 +175,9 @@ def feature_statistics(model: nn.Module, layer_name: str, dataset, n_samples: in
         dataset: map-style dataset of dicts with ``image`` (or tuples whose first item is the image).
         n_samples: images to use (IBA: 10,000 ImageNet training images).
         cache_dir / cache_key: if both are given, results live in
-            ``cache_dir/feature_stats/<cache_key>.pt`` (written atomically, reused when ``n_samples``
-            and ``layer_name`` match). Put a model fingerprint (``model_fingerprint``) in the key.
+            ``cache_dir/feature_stats/<cache_key>.pt`` (written atomically, read weights-only, reused when
+            ``n_samples`` and ``layer_name`` match, else recomputed and overwritten; a file that does not load is
+            an error naming it: delete it). Put a model fingerprint (``model_fingerprint``) in the key.
         active_threshold: IBA's active-neuron threshold on the non-zero fraction.
         collate_fn: how the loader batches samples (only the images are used); default: stack the
             ``image`` entries of dict samples (:func:`stack_images`), torch's default collate for others.
@@ -190,14 +192,11 @@ def feature_statistics(model: nn.Module, layer_name: str, dataset, n_samples: in
     path = None
     if cache_dir is not None and cache_key is not None:
         path = Path(cache_dir) / "feature_stats" / f"{cache_key}.pt"
-        if path.is_file():
-            try:
-                stored = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:  # unreadable cache: recompute and overwrite
-                stored = None
-            if (stored is not None and stored.get("n_requested") == int(n_samples)
-                    and stored.get("layer") == layer_name):
-                return _stats_from_state(stored, active_threshold, device)
+        if path.is_file():  # a cache entry (weights-only; a bad file is one line saying to delete it)
+            stored = cache.read(path, "feature statistics")
+            with cache.unpacking(path, "feature statistics"):
+                if stored["n_requested"] == int(n_samples) and stored["layer"] == layer_name:
+                    return _stats_from_state(stored, active_threshold, device)
 
     n_total = len(dataset)
     if n_total == 0:

@@ -1,0 +1,151 @@
+"""Cache files the suite writes itself (classifiers, denoisers, alpha-U-Nets, their resumable ``.partial.pt``
+states, feature statistics): read weights-only, never run code; a bad entry is one line that names the file and
+says to delete it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from cache_helpers import FAULTS, plant
+
+from xattr.data import ShapesDataset
+from xattr.errors import XattrError
+from xattr.info.feature_statistics import feature_statistics
+from xattr.models import build_model
+from xattr.training.alpha_unet import AlphaUNetTrainer, load_or_train_alpha_unet
+from xattr.training.classifier import checkpoint_path, load_trained_classifier, train_classifier
+from xattr.training.denoiser import DenoiserTrainer, load_or_train_denoiser
+
+TINY_NET = {"width": 4, "depth": 2}  # U-Nets of the denoiser and the alpha-U-Net (names: ...-w4d2-imagenet.pt)
+TINY_STEPS = {"steps": 2, "batch_size": 2, "train_size": 4, "save_every": 1}
+
+
+def tiny_cnn() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("tiny_cnn", num_classes=6)
+
+
+def train_set(n: int = 4) -> ShapesDataset:
+    return ShapesDataset(split="train", length=n)
+
+
+# each cache kind: (where its file lies under the cache folder, the public call that reads it)
+def _classifier(cache: Path):
+    return load_trained_classifier("tiny_cnn", "shapes", 64, cache_dir=cache)
+
+
+def _classifier_partial(cache: Path):
+    return train_classifier(tiny_cnn(), train_set(8), ShapesDataset("test", length=4), epochs=1, batch_size=4,
+                            lr=1e-3, weight_decay=0.0, checkpoint=checkpoint_path(cache, "tiny_cnn", "shapes", 64))
+
+
+def _denoiser(cache: Path, dataset=None):
+    return load_or_train_denoiser(dataset, cache, "shapes", 64, **TINY_NET, **TINY_STEPS)
+
+
+def _alpha_unet(cache: Path, dataset=None):
+    return load_or_train_alpha_unet(tiny_cnn(), dataset, cache, "tiny_cnn", "shapes", 64, **TINY_NET, **TINY_STEPS)
+
+
+def _feature_stats(cache: Path):
+    return feature_statistics(tiny_cnn(), "bottleneck", train_set(4), n_samples=4, batch_size=4, cache_dir=cache,
+                              cache_key="k", progress=False)
+
+
+DENOISER = DenoiserTrainer.from_conf(**TINY_NET).filled().checkpoint(Path(), "shapes", 64)
+ALPHA_UNET = AlphaUNetTrainer.from_conf(**TINY_NET).filled().checkpoint(Path(), "tiny_cnn", "shapes", 64)
+CLASSIFIER = checkpoint_path(Path(), "tiny_cnn", "shapes", 64)
+KINDS = {
+    "classifier": (CLASSIFIER, _classifier),
+    "classifier-partial": (CLASSIFIER.with_suffix(".partial.pt"), _classifier_partial),
+    "denoiser": (DENOISER, _denoiser),
+    "denoiser-partial": (DENOISER.with_suffix(".partial.pt"), lambda cache: _denoiser(cache, train_set())),
+    "alpha_unet": (ALPHA_UNET, _alpha_unet),
+    "alpha_unet-partial": (ALPHA_UNET.with_suffix(".partial.pt"), lambda cache: _alpha_unet(cache, train_set())),
+    "feature_stats": (Path("feature_stats") / "k.pt", _feature_stats),
+}
+
+
+def test_the_planted_payload_runs_code_when_unpickled_unsafely(tmp_path):
+    """The plant of the tests below is live: an unsafe load (``weights_only=False``) runs it."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    plant(path, "code", marker)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_bad_cache_file_runs_nothing_and_is_one_line_saying_delete_it(kind, fault, tmp_path):
+    relative, use = KINDS[kind]
+    cache, marker = tmp_path / "cache", tmp_path / "payload-ran"
+    planted = cache / relative
+    content = plant(planted, fault, marker)
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
+    try:
+        use(cache)
+    except Exception as raised:  # noqa: BLE001 - checked below, after the marker
+        error = raised
+    else:
+        pytest.fail("a bad cache file was taken as it is")
+    assert not marker.exists(), "a cache file ran code"
+    assert isinstance(error, XattrError), repr(error)
+    message = str(error)
+    assert "\n" not in message and str(planted) in message and "delete it" in message, message
+    assert "model.checkpoint" not in message, message
+    # the bad file is left as it was, nothing was trained or written beside it (but the entry's lock file)
+    assert planted.read_bytes() == content
+    after = sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file() and p.suffix != ".lock")
+    assert after == before
+
+
+def test_a_user_checkpoint_keeps_its_own_advice(tmp_path):
+    """model.checkpoint=PATH is the user's file: unreadable or unfitting, the advice is about that option."""
+    marker = tmp_path / "payload-ran"
+    for fault in ("code", "garbage", "wrong-content"):
+        path = tmp_path / f"{fault}.pt"
+        plant(path, fault, marker)
+        with pytest.raises(XattrError) as error:
+            build_model("tiny_cnn", num_classes=6, checkpoint=str(path))
+        message = str(error.value)
+        assert "\n" not in message and str(path) in message and "delete" not in message, message
+    assert not marker.exists()
+
+
+def test_a_cached_classifier_that_does_not_fit_says_delete_it(tmp_path):
+    """A readable state dict of another shape in the classifier cache: the cache entry is stale."""
+    path = tmp_path / CLASSIFIER
+    path.parent.mkdir(parents=True)
+    torch.save({"model": build_model("tiny_cnn", num_classes=10).state_dict()}, path)
+    with pytest.raises(XattrError, match=r"delete it") as error:
+        _classifier(tmp_path)
+    assert str(path) in str(error.value) and "model.checkpoint" not in str(error.value)
+
+
+def test_every_cache_file_written_loads_weights_only(tmp_path):
+    """What the trainers and the statistics write (final, partial) is plain tensors/dicts/lists/str/numbers."""
+    cache = tmp_path / "cache"
+    _classifier_partial(cache)
+    _denoiser(cache, train_set())
+    _alpha_unet(cache, train_set())
+    _feature_stats(cache)
+    written = sorted(cache.rglob("*.pt"))
+    assert [p.relative_to(cache) for p in written] == sorted([CLASSIFIER, DENOISER, ALPHA_UNET,
+                                                              Path("feature_stats") / "k.pt"])
+    for path in written:
+        torch.load(path, weights_only=True)
+
+
+def test_a_state_that_would_not_load_weights_only_is_not_written(tmp_path):
+    """The writer's side: a state with other objects than tensors and plain values is a bug, refused at once."""
+    from cache_helpers import Payload
+
+    from xattr.utils.io import atomic_torch_save
+
+    path = tmp_path / "entry.pt"
+    with pytest.raises(TypeError, match="weights_only=True"):
+        atomic_torch_save(path, {"model": {}, "meta": Payload(tmp_path / "payload-ran")})
+    assert list(tmp_path.iterdir()) == []
