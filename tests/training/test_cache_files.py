@@ -1,9 +1,13 @@
 """Cache files the suite writes itself (classifiers, denoisers, alpha-U-Nets, their resumable ``.partial.pt``
 states, feature statistics): read weights-only, never run code; a bad entry is one line that names the file and
-says to delete it."""
+says to delete it; two processes on an empty cache build an entry once (the other waits, then loads it)."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import multiprocessing
+import traceback
 from pathlib import Path
 
 import pytest
@@ -149,3 +153,120 @@ def test_a_state_that_would_not_load_weights_only_is_not_written(tmp_path):
     with pytest.raises(TypeError, match="weights_only=True"):
         atomic_torch_save(path, {"model": {}, "meta": Payload(tmp_path / "payload-ran")})
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------ concurrent first use
+
+
+def weights_digest(entry) -> str:
+    """Hash of the tensors of what a first use returned (a network's state dict, or the statistics' dict)."""
+    tensors = entry.state_dict() if isinstance(entry, torch.nn.Module) else entry
+    digest = hashlib.sha256()
+    for name, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _first_use_in_a_process(kind: str, cache: str, barrier, results) -> None:
+    """Spawned twice on one empty cache: the first use of ``kind``; reports (times trained, weights digest)."""
+    try:
+        torch.set_num_threads(1)
+        messages = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = lambda record: messages.append(record.getMessage())
+        logging.getLogger("xattr").addHandler(handler)
+        if kind == "classifier":  # a tiny training: few images, one epoch
+            from xattr.data import shapes
+            from xattr.training.classifier import ClassifierTrainer
+
+            shapes.SPLIT_SIZES.update(train=16, test=8)
+            ClassifierTrainer.hparams_for = lambda self, name: {"epochs": 1, "batch_size": 8, "lr": 1e-3,
+                                                                "weight_decay": 0.0, "train_size": 16}
+        if kind == "feature_stats":  # statistics log nothing: count the estimations
+            from xattr.info import feature_statistics as fs
+
+            estimate = fs._estimate
+            fs._estimate = lambda *args: messages.append("training it now") or estimate(*args)
+        barrier.wait()
+        entry = {"classifier": _classifier, "denoiser": lambda c: _denoiser(c, train_set()),
+                 "alpha_unet": lambda c: _alpha_unet(c, train_set()), "feature_stats": _feature_stats}[kind](Path(cache))
+        results.put((sum("training it now" in message for message in messages), weights_digest(entry)))
+    except BaseException:  # noqa: BLE001 - reported to the test, which fails on it
+        results.put((None, traceback.format_exc()))
+
+
+@pytest.mark.parametrize("kind", ["classifier", "denoiser", "alpha_unet", "feature_stats"])
+def test_two_processes_on_an_empty_cache_build_an_entry_once(kind, tmp_path):
+    """Both start at once (a barrier) on an empty cache: one builds the entry under its lock, the other waits and
+    loads the finished file; both end with the same weights, no partial state is left."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_first_use_in_a_process, args=(kind, str(tmp_path), barrier, results))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    for built, digest in outcomes:
+        assert built is not None, digest
+    assert sorted(built for built, _ in outcomes) == [0, 1], "the entry was not built exactly once"
+    assert outcomes[0][1] == outcomes[1][1], "the two processes ended with different weights"
+    entry = tmp_path / KINDS[kind][0]
+    assert entry.is_file() and list(entry.parent.glob("*.partial.pt")) == []
+
+
+# `xattr train task=<task>`: tiny overrides, the cache entry it writes, the attribute of the module that trains
+TRAIN_TASKS = {
+    "classifier": (["model=tiny_cnn", "task.epochs=1", "task.train_size=8", "task.batch_size=4", "dataset.length=8"],
+                   CLASSIFIER, "xattr.training.classifier", "train_classifier"),
+    "denoiser": (["task.steps=1", "task.width=4", "task.depth=2", "task.train_size=4", "dataset.length=4"],
+                 DENOISER, "xattr.training.denoiser", "DenoiserTrainer.fit"),
+    "alpha_unet": (["model=tiny_cnn", "task.steps=1", "task.width=4", "task.depth=2", "task.train_size=4",
+                    "dataset.length=4"], ALPHA_UNET, "xattr.training.alpha_unet", "AlphaUNetTrainer.fit"),
+}
+
+
+@pytest.mark.parametrize("task", list(TRAIN_TASKS))
+def test_xattr_train_trains_under_the_entry_lock(task, tmp_path, monkeypatch):
+    """`xattr train` writes the same cache entry as a first use: it trains holding the entry's lock (a first use
+    elsewhere waits for it). The probe, another lock holder, finds the lock taken while the training runs."""
+    import importlib
+    import threading
+
+    from filelock import Timeout
+
+    from xattr.cli import main
+    from xattr.utils.locks import waiting
+
+    overrides, relative, module_name, attribute = TRAIN_TASKS[task]
+    entry, held = tmp_path / "cache" / relative, []
+
+    def probe():
+        try:
+            with waiting(entry, timeout=0):
+                held.append(False)
+        except Timeout:
+            held.append(True)
+
+    module = importlib.import_module(module_name)
+    owner, _, name = attribute.rpartition(".")
+    owner = getattr(module, owner) if owner else module
+    train = getattr(owner, name)
+
+    def probed(*args, **kwargs):
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return train(*args, **kwargs)
+
+    def no_cached_classifier(*args, **kwargs):  # alpha_unet's run: then it takes the model config's classifier
+        raise XattrError("no cached classifier")
+
+    monkeypatch.setattr(owner, name, probed)
+    monkeypatch.setattr("xattr.training.classifier.load_trained_classifier", no_cached_classifier)
+    args = ["train", f"task={task}", *overrides, f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache",
+            f"hydra.run.dir={tmp_path}/run"]
+    assert main(args) == 0
+    assert held == [True] and entry.is_file(), "xattr train trained without holding the entry's lock"

@@ -34,6 +34,7 @@ from xattr.training._loop import (
     write_partial,
 )
 from xattr.utils import cache
+from xattr.utils.locks import waiting
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,10 @@ class ClassifierTrainer(Trainer):
         hparams = self.hparams_for(name)
         seed_everything(int(cfg.seed))
         model = instantiate(cfg.model, num_classes=train_set.num_classes, checkpoint=None)
-        result = train_classifier(model, train_set, test_set, seed=int(cfg.seed), checkpoint=path,
-                                  meta={"model": name, "dataset": dataset_name, "image_size": image_size}, **hparams)
+        with waiting(path):  # the cache entry's lock: a first use elsewhere waits for this training
+            result = train_classifier(model, train_set, test_set, seed=int(cfg.seed), checkpoint=path,
+                                      meta={"model": name, "dataset": dataset_name, "image_size": image_size},
+                                      **hparams)
         log.info("%s on %s: test accuracy %.4f -> %s", name, dataset_name, result["test_accuracy"], path)
         print(f"{name} on {dataset_name}: test accuracy {result['test_accuracy']:.4f}; checkpoint {path}")
         return path
@@ -158,15 +161,22 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
 def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "shapes", image_size: int = 64,
                             cache_dir: str | Path = ".cache", device: str = "cpu", seed: int = 0,
                             **model_kwargs) -> ZooModel:
-    """A trained offline classifier from the cache; trains and caches it first if missing (one log line)."""
+    """A trained offline classifier from the cache; trains and caches it first if missing (one log line), once
+    across processes (:func:`xattr.utils.cache.load_or_build`: the others wait for it, then load it)."""
     if model_name not in OFFLINE_MODELS:
         raise XattrError(f"{model_name} is not trained here; offline models are {', '.join(OFFLINE_MODELS)}")
     if dataset_name not in BUILTIN_DATASETS:
         raise XattrError(f"no built-in training set for dataset {dataset_name!r}; use shapes or digits")
     dataset_cls = dataset_class(dataset_name)
     num_classes = len(dataset_cls.class_names)
-    path = checkpoint_path(cache_dir, model_name, dataset_name, image_size)
-    if not path.exists():
+
+    def load(path: Path) -> ZooModel | None:
+        if not path.exists():
+            return None
+        return load_cached_classifier(path, build_model(model_name, num_classes=num_classes, image_size=image_size,
+                                                        **model_kwargs))
+
+    def train(path: Path) -> ZooModel:
         log.warning("no trained %s for %s at %s: training it now (cached for later runs)", model_name,
                     dataset_name, path)
         torch.manual_seed(seed)
@@ -176,8 +186,10 @@ def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "s
         meta = {"model": model_name, "dataset": dataset_name, "image_size": image_size}
         train_classifier(model, train_set, test_set, seed=seed, checkpoint=path, meta=meta,
                          **ClassifierTrainer.from_conf().hparams_for(model_name))
-    return load_cached_classifier(path, build_model(model_name, num_classes=num_classes, image_size=image_size,
-                                                    **model_kwargs)).to(device).eval()
+        return load(path)
+
+    path = checkpoint_path(cache_dir, model_name, dataset_name, image_size)
+    return cache.load_or_build(path, load, train).to(device).eval()
 
 
 def load_cached_classifier(path: Path, model: ZooModel) -> ZooModel:

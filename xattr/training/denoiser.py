@@ -30,6 +30,8 @@ from xattr.training._loop import (
     materialise,
     training_split,
 )
+from xattr.utils import cache
+from xattr.utils.locks import waiting
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +94,9 @@ class DenoiserTrainer(StandardisedSpaceTrainer):
         trainer = self.filled()
         train_set, dataset_name, image_size = training_split(cfg)
         path = trainer.checkpoint(cfg.paths.cache_dir, dataset_name, image_size)
-        trainer.fit(train_set, seed=int(cfg.seed), checkpoint=path,
-                    meta={"dataset": dataset_name, "image_size": image_size})
+        with waiting(path):  # the cache entry's lock: a first use elsewhere waits for this training
+            trainer.fit(train_set, seed=int(cfg.seed), checkpoint=path,
+                        meta={"dataset": dataset_name, "image_size": image_size})
         print(f"denoiser for {dataset_name}: checkpoint {path}")
         return path
 
@@ -112,18 +115,24 @@ def load_denoiser(path: str | Path, device: str = "cpu") -> Denoiser:
 
 def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: str, image_size: int, *,
                            seed: int = 0, device: str = "cpu", **hparams) -> Denoiser:
-    """Load the cached denoiser for ``dataset_name``; train and cache it first if missing (one log line).
+    """Load the cached denoiser for ``dataset_name``; train and cache it first if missing (one log line), once across
+    processes (:func:`xattr.utils.cache.load_or_build`: the others wait for it, then load it).
     ``hparams`` replace values of ``conf/task/denoiser.yaml``; ``None`` keeps the file's value (but for mean/std)."""
     trainer = DenoiserTrainer.from_conf(**hparams).filled()
-    path = trainer.checkpoint(cache_dir, dataset_name, image_size)
-    if not path.exists():
+
+    def load(path: Path) -> Denoiser | None:
+        return load_denoiser(path, device) if path.exists() else None
+
+    def train(path: Path) -> Denoiser:
         if train_dataset is None:
             raise XattrError(f"no denoiser at {path} and no training set to train one; run "
                              f"`xattr train task=denoiser dataset={dataset_name}`")
         log.warning("no MMSE denoiser for %s at %s: training it now (%d steps, cached for later runs)",
                     dataset_name, path, trainer.steps)
         trainer.fit(train_dataset, seed=seed, checkpoint=path, meta={"dataset": dataset_name, "image_size": image_size})
-    return load_denoiser(path, device)
+        return load(path)
+
+    return cache.load_or_build(trainer.checkpoint(cache_dir, dataset_name, image_size), load, train)
 
 
 __all__ = ["DenoiserTrainer", "denoiser_path", "train_denoiser", "load_denoiser", "load_or_train_denoiser"]

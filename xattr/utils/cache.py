@@ -6,6 +6,9 @@ classifiers, DiffIB's denoisers and alpha-U-Nets, their resumable ``<name>.parti
   an older format) ends in one :class:`~xattr.errors.XattrError` line that names the file and says to delete it:
   the suite writes it again on next use. There is no unsafe fallback.
 - :func:`unpacking` — the same line for a readable file whose content does not fit (keys, shapes, config).
+- :func:`load_or_build` — first use: load the entry, else build it once across processes. A waiting lock per
+  entry (:func:`xattr.utils.locks.waiting`, ``<entry>.lock`` beside it): one process builds, the others wait,
+  then load the finished file (written atomically, so an entry that exists is complete).
 
 A user-given file (``model.checkpoint=PATH``) is no cache entry: :mod:`xattr.models.checkpoint` reads it with
 the same loader and its own advice.
@@ -14,11 +17,15 @@ the same loader and its own advice.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from xattr.errors import XattrError
 from xattr.utils.io import load_torch_file
+from xattr.utils.locks import waiting
+
+T = TypeVar("T")
 
 #: what the one-line error of a bad cache entry tells the user to do
 DELETE = "delete it (it is rebuilt on next use)"
@@ -54,3 +61,15 @@ def _first_words(error: BaseException) -> str:
     text = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else "")
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def load_or_build(path: str | Path, load: Callable[[Path], T | None], build: Callable[[Path], T]) -> T:
+    """The cache entry at ``path``: ``load(path)`` (``None``: absent, or not the entry asked for); else, holding the
+    entry's lock, ``load`` again (another process may have built it meanwhile) and only then ``build(path)``."""
+    path = Path(path)
+    found = load(path)
+    if found is not None:
+        return found
+    with waiting(path):
+        found = load(path)
+        return found if found is not None else build(path)
