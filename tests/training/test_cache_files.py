@@ -196,7 +196,9 @@ def _first_use_in_a_process(kind: str, cache: str, barrier, results) -> None:
         results.put((None, traceback.format_exc()))
 
 
-@pytest.mark.parametrize("kind", ["classifier", "denoiser", "alpha_unet", "feature_stats"])
+@pytest.mark.parametrize("kind", ["classifier", "denoiser",  # the same load_or_build: the other two are slow cases
+                                  pytest.param("alpha_unet", marks=pytest.mark.slow),
+                                  pytest.param("feature_stats", marks=pytest.mark.slow)])
 def test_two_processes_on_an_empty_cache_build_an_entry_once(kind, tmp_path):
     """Both start at once (a barrier) on an empty cache: one builds the entry under its lock, the other waits and
     loads the finished file; both end with the same weights, no partial state is left."""
@@ -261,12 +263,27 @@ def test_xattr_train_trains_under_the_entry_lock(task, tmp_path, monkeypatch):
         thread.join()
         return train(*args, **kwargs)
 
-    def no_cached_classifier(*args, **kwargs):  # alpha_unet's run: then it takes the model config's classifier
-        raise XattrError("no cached classifier")
-
     monkeypatch.setattr(owner, name, probed)
-    monkeypatch.setattr("xattr.training.classifier.load_trained_classifier", no_cached_classifier)
+    # alpha_unet's run: a random classifier instead of training one
+    monkeypatch.setattr("xattr.training.classifier.load_trained_classifier", lambda *args, **kwargs: tiny_cnn())
     args = ["train", f"task={task}", *overrides, f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache",
             f"hydra.run.dir={tmp_path}/run"]
     assert main(args) == 0
     assert held == [True] and entry.is_file(), "xattr train trained without holding the entry's lock"
+
+
+@pytest.mark.parametrize("fault", ["garbage", "code"])
+def test_xattr_train_alpha_unet_stops_at_a_bad_cached_classifier(fault, tmp_path, capsys):
+    """The alpha-U-Net is trained for the cached classifier: a bad entry is the one line, not a random classifier."""
+    from xattr.cli import main
+
+    planted, marker = tmp_path / "cache" / CLASSIFIER, tmp_path / "payload-ran"
+    content = plant(planted, fault, marker)
+    args = ["train", "task=alpha_unet", "model=tiny_cnn", "task.steps=1", "task.width=4", "task.depth=2",
+            "task.train_size=4", "dataset.length=4", f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache",
+            f"hydra.run.dir={tmp_path}/run"]
+    assert main(args) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: classifier cache file") and str(planted) in lines[0], lines
+    assert "delete it" in lines[0] and not marker.exists() and planted.read_bytes() == content
+    assert not (tmp_path / "cache" / ALPHA_UNET).exists()

@@ -5,7 +5,8 @@ One U-Net ``x -> alpha`` trained for a fixed classifier with ``CE(f(z), y) + bet
 normalisation (``mean``/``std``; ``None``: pixel space); afterwards attribution is one forward pass.
 Checkpoint ``<cache_dir>/alpha_unets/<model>-<dataset>-<size>-b<beta>-w<width>d<depth><space>.pt`` holds
 ``{"model": EMA weights, "config", "meta"}``; ``<...>.partial.pt`` (model, EMA, optimizer, step, RNG, losses)
-is written atomically every ``save_every`` steps and resumed from. Hyper-parameters and their defaults:
+is written atomically every ``save_every`` steps and resumed from; both plain values, read weights-only as cache
+entries (:mod:`xattr.utils.cache`), trained under the entry's lock. Hyper-parameters and their defaults:
 ``conf/task/alpha_unet.yaml`` (:class:`AlphaUNetTrainer`). The network itself: :mod:`xattr.nets.alpha_unet`.
 """
 
@@ -18,8 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from xattr.data import BUILTIN_DATASETS
 from xattr.errors import XattrError
 from xattr.info import noise_channel
+from xattr.models import OFFLINE_MODELS
 from xattr.models.spec import OnStandardised
 from xattr.models.standardise import space_constants, space_tag
 from xattr.nets.alpha_unet import AlphaUNet
@@ -98,10 +101,10 @@ class AlphaUNetTrainer(StandardisedSpaceTrainer):
         trainer = self.filled()
         train_set, dataset_name, image_size = training_split(cfg)
         model_name = cfg.model.name
-        try:
+        if model_name in OFFLINE_MODELS and dataset_name in BUILTIN_DATASETS:  # a bad cache entry stops here
             model = load_trained_classifier(model_name, dataset_name, image_size, cache_dir=cfg.paths.cache_dir,
                                             device=cfg.device, seed=int(cfg.seed))
-        except XattrError:
+        else:
             model = instantiate(cfg.model, num_classes=train_set.num_classes).to(cfg.device).eval()
         path = trainer.checkpoint(cfg.paths.cache_dir, model_name, dataset_name, image_size)
         with waiting(path):  # the cache entry's lock: a first use elsewhere waits for this training

@@ -5,7 +5,9 @@ same file when it trains an offline classifier on first use (:func:`load_trained
 
 Checkpoints are cached at ``<cache_dir>/classifiers/<model>-<dataset>-<size>.pt`` (``{"model": state
 dict of the ZooModel, "meta": {...}}``); an interrupted run resumes from ``<...>.partial.pt``
-(written atomically after every epoch with optimizer and scheduler state).
+(written atomically after every epoch with optimizer and scheduler state, RNG state as a tensor). Both hold plain
+values only and are read weights-only as cache entries (:mod:`xattr.utils.cache`: a bad one is one line saying to
+delete it); training holds the entry's lock (two first uses train it once).
 """
 
 from __future__ import annotations

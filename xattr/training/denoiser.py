@@ -7,8 +7,9 @@ with the classifier's normalisation ``u = (x - mean) / std`` (``mean``/``std``; 
 space), the space DiffIB's noise channel works in. Checkpoint
 ``<cache_dir>/denoisers/<dataset>-<size>-w<width>d<depth><space>.pt`` (``<space>``: see :func:`space_tag`)
 holds ``{"model": EMA weights, "config", "meta"}``; ``<...>.partial.pt`` (model, EMA, optimizer, step, RNG,
-losses) is written atomically every ``save_every`` steps and resumed from. Hyper-parameters and their defaults:
-``conf/task/denoiser.yaml`` (:class:`DenoiserTrainer`).
+losses) is written atomically every ``save_every`` steps and resumed from; both plain values, read weights-only
+as cache entries (:mod:`xattr.utils.cache`), trained under the entry's lock. Hyper-parameters and their
+defaults: ``conf/task/denoiser.yaml`` (:class:`DenoiserTrainer`).
 """
 
 from __future__ import annotations
