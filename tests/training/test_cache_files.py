@@ -106,6 +106,25 @@ def test_a_bad_cache_file_runs_nothing_and_is_one_line_saying_delete_it(kind, fa
     assert after == before
 
 
+# the first uses that can rebuild each kind (with a training set), but the cached classifier (a full training)
+REBUILD = {"classifier-partial": _classifier_partial, "denoiser": lambda cache: _denoiser(cache, train_set()),
+           "alpha_unet": lambda cache: _alpha_unet(cache, train_set()), "feature_stats": _feature_stats}
+REBUILD.update({"denoiser-partial": REBUILD["denoiser"], "alpha_unet-partial": REBUILD["alpha_unet"]})
+
+
+@pytest.mark.parametrize("kind", list(REBUILD))
+def test_deleting_the_named_file_is_the_fix(kind, tmp_path):
+    """What the line says works: with the named file deleted, the next use builds the entry."""
+    relative, use = KINDS[kind]
+    cache = tmp_path / "cache"
+    plant(cache / relative, "garbage", tmp_path / "payload-ran")
+    with pytest.raises(XattrError, match="delete it"):
+        use(cache)
+    (cache / relative).unlink()
+    REBUILD[kind](cache)
+    assert (cache / str(relative).replace(".partial.pt", ".pt")).is_file()
+
+
 def test_a_user_checkpoint_keeps_its_own_advice(tmp_path):
     """model.checkpoint=PATH is the user's file: unreadable or unfitting, the advice is about that option."""
     marker = tmp_path / "payload-ran"
