@@ -19,14 +19,15 @@ from _timing import best_time  # noqa: E402
 from xattr.data import ShapesDataset, collate
 from xattr.methods.diffib import DiffIB, fit_alpha_per_sample
 from xattr.models import build_model
+from xattr.training.classifier import load_cached_classifier
+from xattr.utils import cache as cache_file
 
 
 def _classifier(cache: Path):
     path = cache / "classifiers" / "tiny_cnn-shapes-64.pt"
     if path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        width = state["model"]["net.features.0.weight"].shape[0]   # checkpoints of any tiny_cnn width
-        return build_model("tiny_cnn", num_classes=6, width=width, checkpoint=str(path)).eval(), True
+        width = cache_file.read(path, "classifier")["model"]["net.features.0.weight"].shape[0]  # any tiny_cnn width
+        return load_cached_classifier(path, build_model("tiny_cnn", num_classes=6, width=width)).eval(), True
     torch.manual_seed(0)
     return build_model("tiny_cnn", num_classes=6).eval(), False
 

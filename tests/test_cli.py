@@ -191,3 +191,42 @@ def test_train_unknown_task_one_line(tmp_path, capsys):
     assert main(["train", "task=no_such_task", f"paths.root_dir={tmp_path}"]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith("error: unknown task option 'no_such_task'")
+
+
+def _denoiser_entry(cache: Path) -> Path:
+    from xattr.training.denoiser import DenoiserTrainer
+
+    return DenoiserTrainer.from_conf().filled().checkpoint(cache, "shapes", 64)
+
+
+# a bad file where `xattr run` reads a cache entry (or the user's model.checkpoint): (method and model
+# overrides, where the file lies given the cache folder and tmp_path, its fault, the advice the line gives)
+CACHE_FAULTS = {
+    "cached_classifier_garbage": (["method=saliency"], lambda cache, tmp: cache / "classifiers/tiny_cnn-shapes-64.pt",
+                                  "garbage", "delete it"),
+    "cached_classifier_code": (["method=saliency"], lambda cache, tmp: cache / "classifiers/tiny_cnn-shapes-64.pt",
+                               "code", "delete it"),
+    "cached_denoiser_code": (["method=diffib", "model.checkpoint={checkpoint}"], lambda cache, tmp: _denoiser_entry(cache),
+                             "code", "delete it"),
+    "user_checkpoint_code": (["method=saliency", "model.checkpoint={planted}"], lambda cache, tmp: tmp / "mine.pt",
+                             "code", "pass a state dict"),
+}
+
+
+@pytest.mark.parametrize("case", list(CACHE_FAULTS))
+def test_a_bad_cache_file_is_one_line_runs_nothing_and_stays(case, tmp_path, checkpoint, capsys):
+    from cache_helpers import plant
+
+    overrides, where, fault, advice = CACHE_FAULTS[case]
+    cache, marker, run_dir = tmp_path / "cache", tmp_path / "payload-ran", tmp_path / "run"
+    planted = where(cache, tmp_path)
+    content = plant(planted, fault, marker)
+    args = ["run", "debug=smoke", "metric=[deletion]", "metric.deletion.step=0.25", f"paths.root_dir={tmp_path}",
+            f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}",
+            *[o.format(checkpoint=checkpoint, planted=planted) for o in overrides]]
+    assert main(args) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(planted) in lines[0], lines
+    assert advice in lines[0], lines
+    assert not marker.exists() and planted.read_bytes() == content
+    assert not (run_dir / "DONE").exists()

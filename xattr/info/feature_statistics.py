@@ -15,6 +15,7 @@ API (stable; other methods import it):
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from xattr.errors import XattrError
+from xattr.utils import cache
 from xattr.utils.io import atomic_torch_save
 
 __all__ = [
@@ -174,8 +176,9 @@ def feature_statistics(model: nn.Module, layer_name: str, dataset, n_samples: in
         dataset: map-style dataset of dicts with ``image`` (or tuples whose first item is the image).
         n_samples: images to use (IBA: 10,000 ImageNet training images).
         cache_dir / cache_key: if both are given, results live in
-            ``cache_dir/feature_stats/<cache_key>.pt`` (written atomically, reused when ``n_samples``
-            and ``layer_name`` match). Put a model fingerprint (``model_fingerprint``) in the key.
+            ``cache_dir/feature_stats/<cache_key>.pt`` (written atomically, read weights-only, reused when
+            ``n_samples`` and ``layer_name`` match, else recomputed and overwritten; a file that does not load is
+            an error naming it: delete it). Put a model fingerprint (``model_fingerprint``) in the key.
         active_threshold: IBA's active-neuron threshold on the non-zero fraction.
         collate_fn: how the loader batches samples (only the images are used); default: stack the
             ``image`` entries of dict samples (:func:`stack_images`), torch's default collate for others.
@@ -187,18 +190,31 @@ def feature_statistics(model: nn.Module, layer_name: str, dataset, n_samples: in
     if dataset is None:
         raise XattrError("feature statistics need a training dataset; pass RunContext(train_dataset=...) "
                          "or set the statistics directly")
-    path = None
-    if cache_dir is not None and cache_key is not None:
-        path = Path(cache_dir) / "feature_stats" / f"{cache_key}.pt"
-        if path.is_file():
-            try:
-                stored = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:  # unreadable cache: recompute and overwrite
-                stored = None
-            if (stored is not None and stored.get("n_requested") == int(n_samples)
-                    and stored.get("layer") == layer_name):
-                return _stats_from_state(stored, active_threshold, device)
+    estimate = functools.partial(_estimate, model, layer_name, dataset, n_samples, batch_size, device, seed,
+                                 progress, collate_fn)
+    if cache_dir is None or cache_key is None:
+        return _stats_from_state(estimate(), active_threshold, device)
 
+    def load(path: Path) -> dict | None:  # a cache entry (weights-only; a bad file is one line: delete it)
+        if not path.is_file():
+            return None
+        stored = cache.read(path, "feature statistics")
+        with cache.unpacking(path, "feature statistics"):
+            if stored["n_requested"] == int(n_samples) and stored["layer"] == layer_name:
+                return _stats_from_state(stored, active_threshold, device)
+        return None  # statistics of another n_samples or layer: recomputed and overwritten
+
+    def build(path: Path) -> dict:
+        state = estimate()
+        atomic_torch_save(path, state)
+        return _stats_from_state(state, active_threshold, device)
+
+    return cache.load_or_build(Path(cache_dir) / "feature_stats" / f"{cache_key}.pt", load, build)
+
+
+def _estimate(model: nn.Module, layer_name: str, dataset, n_samples: int, batch_size: int, device, seed: int,
+              progress: bool, collate_fn) -> dict:
+    """The estimator's state over ``n_samples`` images of ``dataset`` at ``layer_name`` (what the cache holds)."""
     n_total = len(dataset)
     if n_total == 0:
         raise XattrError("feature statistics need a non-empty training dataset")
@@ -241,9 +257,7 @@ def feature_statistics(model: nn.Module, layer_name: str, dataset, n_samples: in
         raise XattrError(f"layer {layer_name!r} was never called in the forward pass; pick another layer")
     state = estimator.state_dict()
     state.update({"n_requested": int(n_samples), "layer": layer_name})
-    if path is not None:
-        atomic_torch_save(path, state)
-    return _stats_from_state(state, active_threshold, device)
+    return state
 
 
 def _stats_from_state(state: dict, active_threshold: float, device) -> dict:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.models.standardise import as_list
+from xattr.utils import cache
 from xattr.utils.conf import conf_dir
 from xattr.utils.io import atomic_savefig, atomic_torch_save
 
@@ -139,11 +140,12 @@ def partial_path(checkpoint: Path | None) -> Path | None:
     return checkpoint.with_suffix(".partial.pt") if checkpoint else None
 
 
-def read_partial(partial: Path | None, weights_only: bool) -> dict | None:
-    """The state saved by :func:`write_partial`, ``None`` when there is nothing to resume."""
+def read_partial(partial: Path | None, what: str) -> dict | None:
+    """The state saved by :func:`write_partial` (a cache entry, :func:`xattr.utils.cache.read`: weights-only, a bad
+    file is one line saying to delete it), ``None`` when there is nothing to resume."""
     if partial is None or not partial.exists():
         return None
-    return torch.load(partial, map_location="cpu", weights_only=weights_only)
+    return cache.read(partial, f"resumable {what} state")
 
 
 def write_partial(partial: Path | None, state: dict) -> None:
@@ -206,20 +208,21 @@ def resume_partial(partial: Path | None, net, ema, optimizer, generator, what: s
 
     Returns ``(start_step, losses)``; ``(0, [])`` when there is nothing to resume.
     """
-    state = read_partial(partial, weights_only=False)
+    state = read_partial(partial, what)
     if state is None:
         return 0, []
-    net.load_state_dict(state["model"])
-    ema.shadow.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["rng"])
-    start, losses = int(state["step"]), list(state["losses"])
+    with cache.unpacking(partial, f"resumable {what} state"):
+        net.load_state_dict(state["model"])
+        ema.shadow.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["rng"])
+        start, losses = int(state["step"]), [float(loss) for loss in state["losses"]]
     log.info("resuming %s training at step %d (%s)", what, start, partial)
     return start, losses
 
 
 def save_partial(partial: Path | None, net, ema, optimizer, generator, step: int, losses: list[float]) -> None:
-    """Write the state read by :func:`resume_partial`."""
+    """Write the state read by :func:`resume_partial` (weights-only: the RNG state is a tensor, losses a list)."""
     write_partial(partial, {"model": net.state_dict(), "ema": ema.shadow.state_dict(),
                             "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
                             "step": step, "losses": losses})
@@ -259,16 +262,17 @@ def save_loss_curve(path: Path, losses: list[float], title: str) -> None:
 
 
 def load_network(path: str | Path, network_cls: type, task: str, device: str = "cpu") -> torch.nn.Module:
-    """A trained network (EMA weights, eval mode) from a checkpoint written by ``xattr train task=<task>``.
-
-    ``weights_only=False``: the checkpoint also stores the network's constructor config (plain dict).
+    """A trained network (EMA weights, eval mode) from a checkpoint written by ``xattr train task=<task>``
+    (``{"model": state dict, "config": the constructor's keywords, "meta"}``, plain values: read weights-only as
+    a cache entry, :func:`xattr.utils.cache.read`; a file that does not load or fit is one line saying to delete it).
     """
     path = Path(path)
     if not path.exists():
         raise XattrError(f"{task} checkpoint {path} not found; train it with `xattr train task={task}`")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    net = network_cls(**state["config"])
-    net.load_state_dict(state["model"])
+    state = cache.read(path, task)
+    with cache.unpacking(path, task):
+        net = network_cls(**state["config"])
+        net.load_state_dict(state["model"])
     return net.to(device).eval()
 
 

@@ -5,7 +5,8 @@ One U-Net ``x -> alpha`` trained for a fixed classifier with ``CE(f(z), y) + bet
 normalisation (``mean``/``std``; ``None``: pixel space); afterwards attribution is one forward pass.
 Checkpoint ``<cache_dir>/alpha_unets/<model>-<dataset>-<size>-b<beta>-w<width>d<depth><space>.pt`` holds
 ``{"model": EMA weights, "config", "meta"}``; ``<...>.partial.pt`` (model, EMA, optimizer, step, RNG, losses)
-is written atomically every ``save_every`` steps and resumed from. Hyper-parameters and their defaults:
+is written atomically every ``save_every`` steps and resumed from; both plain values, read weights-only as cache
+entries (:mod:`xattr.utils.cache`), trained under the entry's lock. Hyper-parameters and their defaults:
 ``conf/task/alpha_unet.yaml`` (:class:`AlphaUNetTrainer`). The network itself: :mod:`xattr.nets.alpha_unet`.
 """
 
@@ -18,8 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from xattr.data import BUILTIN_DATASETS
 from xattr.errors import XattrError
 from xattr.info import noise_channel
+from xattr.models import OFFLINE_MODELS
 from xattr.models.spec import OnStandardised
 from xattr.models.standardise import space_constants, space_tag
 from xattr.nets.alpha_unet import AlphaUNet
@@ -30,7 +33,9 @@ from xattr.training._loop import (
     materialise,
     training_split,
 )
+from xattr.utils import cache
 from xattr.utils.hooks import eval_mode, frozen
+from xattr.utils.locks import waiting
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +101,15 @@ class AlphaUNetTrainer(StandardisedSpaceTrainer):
         trainer = self.filled()
         train_set, dataset_name, image_size = training_split(cfg)
         model_name = cfg.model.name
-        try:
+        if model_name in OFFLINE_MODELS and dataset_name in BUILTIN_DATASETS:  # a bad cache entry stops here
             model = load_trained_classifier(model_name, dataset_name, image_size, cache_dir=cfg.paths.cache_dir,
                                             device=cfg.device, seed=int(cfg.seed))
-        except XattrError:
+        else:
             model = instantiate(cfg.model, num_classes=train_set.num_classes).to(cfg.device).eval()
         path = trainer.checkpoint(cfg.paths.cache_dir, model_name, dataset_name, image_size)
-        trainer.fit(model, train_set, seed=int(cfg.seed), checkpoint=path,
-                    meta={"model": model_name, "dataset": dataset_name, "image_size": image_size})
+        with waiting(path):  # the cache entry's lock: a first use elsewhere waits for this training
+            trainer.fit(model, train_set, seed=int(cfg.seed), checkpoint=path,
+                        meta={"model": model_name, "dataset": dataset_name, "image_size": image_size})
         print(f"alpha-U-Net for {model_name} on {dataset_name}: checkpoint {path}")
         return path
 
@@ -123,11 +129,15 @@ def load_alpha_unet(path: str | Path, device: str = "cpu") -> AlphaUNet:
 
 def load_or_train_alpha_unet(model, train_dataset, cache_dir: str | Path, model_name: str, dataset_name: str,
                              image_size: int, *, seed: int = 0, device: str = "cpu", **hparams) -> AlphaUNet:
-    """Load the cached amortized alpha-U-Net for (model, dataset, beta, width, depth); train it if missing.
+    """Load the cached amortized alpha-U-Net for (model, dataset, beta, width, depth); train it if missing, once
+    across processes (:func:`xattr.utils.cache.load_or_build`: the others wait for it, then load it).
     ``hparams`` replace values of ``conf/task/alpha_unet.yaml``; ``None`` keeps the file's value (but for mean/std)."""
     trainer = AlphaUNetTrainer.from_conf(**hparams).filled()
-    path = trainer.checkpoint(cache_dir, model_name, dataset_name, image_size)
-    if not path.exists():
+
+    def load(path: Path) -> AlphaUNet | None:
+        return load_alpha_unet(path, device) if path.exists() else None
+
+    def train(path: Path) -> AlphaUNet:
         if train_dataset is None:
             raise XattrError(f"no alpha-U-Net at {path} and no training set to train one; run "
                              f"`xattr train task=alpha_unet model={model_name} dataset={dataset_name}`")
@@ -135,7 +145,9 @@ def load_or_train_alpha_unet(model, train_dataset, cache_dir: str | Path, model_
                     model_name, dataset_name, path, trainer.steps)
         trainer.fit(model, train_dataset, seed=seed, checkpoint=path,
                     meta={"model": model_name, "dataset": dataset_name, "image_size": image_size})
-    return load_alpha_unet(path, device)
+        return load(path)
+
+    return cache.load_or_build(trainer.checkpoint(cache_dir, model_name, dataset_name, image_size), load, train)
 
 
 __all__ = ["AlphaUNetTrainer", "alpha_unet_path", "train_alpha_unet", "load_alpha_unet", "load_or_train_alpha_unet"]

@@ -5,7 +5,9 @@ same file when it trains an offline classifier on first use (:func:`load_trained
 
 Checkpoints are cached at ``<cache_dir>/classifiers/<model>-<dataset>-<size>.pt`` (``{"model": state
 dict of the ZooModel, "meta": {...}}``); an interrupted run resumes from ``<...>.partial.pt``
-(written atomically after every epoch with optimizer and scheduler state).
+(written atomically after every epoch with optimizer and scheduler state, RNG state as a tensor). Both hold plain
+values only and are read weights-only as cache entries (:mod:`xattr.utils.cache`: a bad one is one line saying to
+delete it); training holds the entry's lock (two first uses train it once).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 from xattr.data import BUILTIN_DATASETS, dataset_class
 from xattr.errors import XattrError
 from xattr.models import OFFLINE_MODELS, ZooModel, build_model
+from xattr.models.checkpoint import fit_state_dict
 from xattr.training._loop import (
     Trainer,
     materialise,
@@ -32,6 +35,8 @@ from xattr.training._loop import (
     write_final,
     write_partial,
 )
+from xattr.utils import cache
+from xattr.utils.locks import waiting
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -77,8 +82,10 @@ class ClassifierTrainer(Trainer):
         hparams = self.hparams_for(name)
         seed_everything(int(cfg.seed))
         model = instantiate(cfg.model, num_classes=train_set.num_classes, checkpoint=None)
-        result = train_classifier(model, train_set, test_set, seed=int(cfg.seed), checkpoint=path,
-                                  meta={"model": name, "dataset": dataset_name, "image_size": image_size}, **hparams)
+        with waiting(path):  # the cache entry's lock: a first use elsewhere waits for this training
+            result = train_classifier(model, train_set, test_set, seed=int(cfg.seed), checkpoint=path,
+                                      meta={"model": name, "dataset": dataset_name, "image_size": image_size},
+                                      **hparams)
         log.info("%s on %s: test accuracy %.4f -> %s", name, dataset_name, result["test_accuracy"], path)
         print(f"{name} on {dataset_name}: test accuracy {result['test_accuracy']:.4f}; checkpoint {path}")
         return path
@@ -103,6 +110,8 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
     With ``checkpoint`` set, progress is saved to ``<checkpoint>.partial.pt`` after each epoch and
     resumed from there; the final weights go to ``checkpoint``.
     """
+    partial = partial_path(checkpoint)
+    state = read_partial(partial, "classifier")  # before rendering: a bad file stops at once
     seed_everything(seed)
     train_x, train_y = materialise(train_set, train_size, with_labels=True, desc="render train")
     test_x, test_y = materialise(test_set, None, with_labels=True, desc="render test")
@@ -115,15 +124,14 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
                                                         pct_start=max(0.2, 2.0 / total_steps))
     else:  # a handful of steps (smoke tests): constant learning rate
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    partial = partial_path(checkpoint)
     start_epoch = 0
-    state = read_partial(partial, weights_only=True)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
-        torch.set_rng_state(state["rng"])
+        with cache.unpacking(partial, "resumable classifier state"):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch = int(state["epoch"])
+            torch.set_rng_state(state["rng"])
         log.info("resuming classifier training from epoch %d (%s)", start_epoch, partial)
     bar = tqdm(range(start_epoch, epochs), desc=f"train {model.spec.name}", initial=start_epoch, total=epochs)
     for epoch in bar:
@@ -155,15 +163,22 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
 def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "shapes", image_size: int = 64,
                             cache_dir: str | Path = ".cache", device: str = "cpu", seed: int = 0,
                             **model_kwargs) -> ZooModel:
-    """A trained offline classifier from the cache; trains and caches it first if missing (one log line)."""
+    """A trained offline classifier from the cache; trains and caches it first if missing (one log line), once
+    across processes (:func:`xattr.utils.cache.load_or_build`: the others wait for it, then load it)."""
     if model_name not in OFFLINE_MODELS:
         raise XattrError(f"{model_name} is not trained here; offline models are {', '.join(OFFLINE_MODELS)}")
     if dataset_name not in BUILTIN_DATASETS:
         raise XattrError(f"no built-in training set for dataset {dataset_name!r}; use shapes or digits")
     dataset_cls = dataset_class(dataset_name)
     num_classes = len(dataset_cls.class_names)
-    path = checkpoint_path(cache_dir, model_name, dataset_name, image_size)
-    if not path.exists():
+
+    def load(path: Path) -> ZooModel | None:
+        if not path.exists():
+            return None
+        return load_cached_classifier(path, build_model(model_name, num_classes=num_classes, image_size=image_size,
+                                                        **model_kwargs))
+
+    def train(path: Path) -> ZooModel:
         log.warning("no trained %s for %s at %s: training it now (cached for later runs)", model_name,
                     dataset_name, path)
         torch.manual_seed(seed)
@@ -173,15 +188,24 @@ def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "s
         meta = {"model": model_name, "dataset": dataset_name, "image_size": image_size}
         train_classifier(model, train_set, test_set, seed=seed, checkpoint=path, meta=meta,
                          **ClassifierTrainer.from_conf().hparams_for(model_name))
-    model = build_model(model_name, num_classes=num_classes, image_size=image_size, checkpoint=str(path),
-                        **model_kwargs)
-    return model.to(device).eval()
+        return load(path)
+
+    path = checkpoint_path(cache_dir, model_name, dataset_name, image_size)
+    return cache.load_or_build(path, load, train).to(device).eval()
+
+
+def load_cached_classifier(path: Path, model: ZooModel) -> ZooModel:
+    """``model`` with the weights of the cache entry ``path`` (:func:`xattr.utils.cache.read`: weights-only; a
+    file that does not load or fit ``model`` is one line saying to delete it — not a ``model.checkpoint`` error)."""
+    state = cache.read(path, "classifier")
+    with cache.unpacking(path, "classifier"):
+        fit_state_dict(model, state["model"])
+    return model
 
 
 def checkpoint_accuracy(path: str | Path) -> float | None:
     """Test accuracy recorded in a classifier checkpoint (``None`` if absent)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("meta", {}).get("test_accuracy") if isinstance(state, dict) else None
+    return cache.read(path, "classifier").get("meta", {}).get("test_accuracy")
 
 
 __all__ = ["ClassifierTrainer", "checkpoint_path", "train_classifier", "load_trained_classifier",

@@ -7,8 +7,9 @@ with the classifier's normalisation ``u = (x - mean) / std`` (``mean``/``std``; 
 space), the space DiffIB's noise channel works in. Checkpoint
 ``<cache_dir>/denoisers/<dataset>-<size>-w<width>d<depth><space>.pt`` (``<space>``: see :func:`space_tag`)
 holds ``{"model": EMA weights, "config", "meta"}``; ``<...>.partial.pt`` (model, EMA, optimizer, step, RNG,
-losses) is written atomically every ``save_every`` steps and resumed from. Hyper-parameters and their defaults:
-``conf/task/denoiser.yaml`` (:class:`DenoiserTrainer`).
+losses) is written atomically every ``save_every`` steps and resumed from; both plain values, read weights-only
+as cache entries (:mod:`xattr.utils.cache`), trained under the entry's lock. Hyper-parameters and their
+defaults: ``conf/task/denoiser.yaml`` (:class:`DenoiserTrainer`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from xattr.training._loop import (
     materialise,
     training_split,
 )
+from xattr.utils import cache
+from xattr.utils.locks import waiting
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,9 @@ class DenoiserTrainer(StandardisedSpaceTrainer):
         trainer = self.filled()
         train_set, dataset_name, image_size = training_split(cfg)
         path = trainer.checkpoint(cfg.paths.cache_dir, dataset_name, image_size)
-        trainer.fit(train_set, seed=int(cfg.seed), checkpoint=path,
-                    meta={"dataset": dataset_name, "image_size": image_size})
+        with waiting(path):  # the cache entry's lock: a first use elsewhere waits for this training
+            trainer.fit(train_set, seed=int(cfg.seed), checkpoint=path,
+                        meta={"dataset": dataset_name, "image_size": image_size})
         print(f"denoiser for {dataset_name}: checkpoint {path}")
         return path
 
@@ -112,18 +116,24 @@ def load_denoiser(path: str | Path, device: str = "cpu") -> Denoiser:
 
 def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: str, image_size: int, *,
                            seed: int = 0, device: str = "cpu", **hparams) -> Denoiser:
-    """Load the cached denoiser for ``dataset_name``; train and cache it first if missing (one log line).
+    """Load the cached denoiser for ``dataset_name``; train and cache it first if missing (one log line), once across
+    processes (:func:`xattr.utils.cache.load_or_build`: the others wait for it, then load it).
     ``hparams`` replace values of ``conf/task/denoiser.yaml``; ``None`` keeps the file's value (but for mean/std)."""
     trainer = DenoiserTrainer.from_conf(**hparams).filled()
-    path = trainer.checkpoint(cache_dir, dataset_name, image_size)
-    if not path.exists():
+
+    def load(path: Path) -> Denoiser | None:
+        return load_denoiser(path, device) if path.exists() else None
+
+    def train(path: Path) -> Denoiser:
         if train_dataset is None:
             raise XattrError(f"no denoiser at {path} and no training set to train one; run "
                              f"`xattr train task=denoiser dataset={dataset_name}`")
         log.warning("no MMSE denoiser for %s at %s: training it now (%d steps, cached for later runs)",
                     dataset_name, path, trainer.steps)
         trainer.fit(train_dataset, seed=seed, checkpoint=path, meta={"dataset": dataset_name, "image_size": image_size})
-    return load_denoiser(path, device)
+        return load(path)
+
+    return cache.load_or_build(trainer.checkpoint(cache_dir, dataset_name, image_size), load, train)
 
 
 __all__ = ["DenoiserTrainer", "denoiser_path", "train_denoiser", "load_denoiser", "load_or_train_denoiser"]

@@ -1,6 +1,7 @@
 """Atomic writes: every file is written to a temp file in the same folder, then renamed.
 
-A crash leaves either the old file or the new one, never a half-written file.
+A crash leaves either the old file or the new one, never a half-written file. Torch files are written by
+:func:`atomic_torch_save` and read by :func:`load_torch_file`, both weights-only (no pickled code either way).
 """
 
 from __future__ import annotations
@@ -8,12 +9,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xattr.errors import XattrError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -65,9 +69,42 @@ def atomic_savefig(path: str | os.PathLike, figure, **kwargs) -> Path:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
-    """``torch.save`` atomically (checkpoints survive an interrupted write)."""
+    """``torch.save`` atomically (checkpoints survive an interrupted write). ``obj`` must load back with
+    ``weights_only=True`` (tensors, dicts, lists, tuples, str, numbers, None), as :func:`load_torch_file` reads it:
+    anything else is a bug of the writer (``TypeError``), caught here rather than when the file is read."""
     import torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    data = buffer.getvalue()
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise TypeError(f"{path}: the state to save does not load with weights_only=True "
+                        f"({_refusal(error)}); store tensors, dicts, lists, str and numbers only") from error
+    return atomic_write_bytes(path, data)
+
+
+def load_torch_file(path: str | os.PathLike, *, name: str, fix: str) -> Any:
+    """The one way the suite reads a torch file: ``torch.load(weights_only=True)`` on the CPU, so a pickle that
+    carries code is refused and never runs (no unsafe fallback). Any failure is one :class:`XattrError` line
+    ``<name> <path> is unreadable (<why>); <fix>``: ``fix`` tells what to do with the file (a user's checkpoint:
+    pass another; a cache entry: delete it)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise XattrError(f"{name} {path} is unreadable ({_refusal(error)}); {fix}") from error
+
+
+def _refusal(error: BaseException) -> str:
+    """A few words for why ``torch.load(weights_only=True)`` failed (torch's own text is many lines long and
+    suggests loading with ``weights_only=False``, which would run the code)."""
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if unsafe:
+        return (f"it refers to {unsafe.group(1)}, which a weights-only load refuses: code, or an object of "
+                "another version's format")
+    if isinstance(error, EOFError):
+        return "empty or cut short"
+    return f"not a weights-only torch file, or truncated: {type(error).__name__}"
