@@ -174,7 +174,7 @@ def _report_parser() -> argparse.ArgumentParser:
                     "report.md and report.tex.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders or multirun folders")
     parser.add_argument("--by", action="append", default=[], metavar="KEY",
-                        help="group rows by a config key of each run's .hydra/config.yaml, e.g. method.beta "
+                        help="group rows by a config key of each run's config (manifest.json), e.g. method.beta "
                              "(repeatable)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="where report.{csv,md,tex} go (default: the first RUN_DIR)")

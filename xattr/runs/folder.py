@@ -1,7 +1,14 @@
-"""One run folder on disk: its lifecycle (open, manifest, status, chunks, ``DONE``) and reading it back.
+"""One run folder on disk: its lifecycle (lock, open, manifest, status, chunks, ``DONE``) and reading it back.
 
-A run goes ``open`` → ``start`` → ``save_chunk`` per batch → (writers) → ``complete``; ``recording``
-keeps ``status.json`` honest around it. The format is described in :mod:`xattr.runs`.
+A run goes ``lock`` → ``open`` → ``start`` → ``save_chunk`` per batch → (writers) → ``complete``;
+``recording`` keeps ``status.json`` honest around it. The format is described in :mod:`xattr.runs`.
+
+Whose folder it is: the process holding ``lock`` (a second one is refused before it writes anything), and
+among runs the one whose results it holds: ``manifest.json`` (the resume fingerprint and the composed
+config, written once by the first run) says which. ``status.json`` is written only by the run that owns
+the folder: one that found it empty, or a resume whose fingerprint matched (:meth:`RunFolder.start`); a
+refused run leaves the folder as it was. ``.hydra/`` is Hydra's log of the last invocation (Hydra writes
+it before the task runs, also for a refused one); it is read only for folders older than ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -18,12 +25,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError
 from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from xattr.utils.locks import exclusive
 
 PARTIAL = "partial"
 DONE = "DONE"
 STATUS = "status.json"
 MANIFEST = "manifest.json"
+#: where runs before ``manifest.json`` kept the fingerprint (without the config); read when resuming them
+LEGACY_MANIFEST = f"{PARTIAL}/{MANIFEST}"
 CONFIG = ".hydra/config.yaml"
+#: the manifest's entry holding the composed config; every other entry is the fingerprint
+MANIFEST_CONFIG = "config"
 PER_SAMPLE = "per_sample.csv"
 SUMMARY = "summary.csv"
 
@@ -34,7 +46,20 @@ def is_complete(run_dir: str | Path) -> bool:
 
 
 def manifest(cfg: DictConfig, selection: list[int], names: dict[str, str]) -> dict:
-    """What must not change between an interrupted run and its resumption (``partial/manifest.json``)."""
+    """``manifest.json``: the fingerprint (:func:`fingerprint`) and, under ``config``, the composed config
+    (resolved where it resolves) with the labels the run uses."""
+    return {**fingerprint(cfg, selection, names), MANIFEST_CONFIG: _container(cfg)}
+
+
+def _container(cfg: DictConfig) -> dict:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - e.g. ${hydra:...} outside Hydra: keep the interpolation as written
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def fingerprint(cfg: DictConfig, selection: list[int], names: dict[str, str]) -> dict:
+    """What must not change between an interrupted run and its resumption."""
     container = OmegaConf.to_container
     return {
         "dataset": container(cfg.dataset, resolve=True),
@@ -54,6 +79,8 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        #: whether this object's run owns ``status.json`` (see the module docstring)
+        self._owned = False
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -64,42 +91,65 @@ class RunFolder:
 
     @property
     def manifest_path(self) -> Path:
-        return self.partial / MANIFEST
+        return self.path / MANIFEST
 
     def is_complete(self) -> bool:
         return is_complete(self.path)
 
+    def read_manifest(self) -> dict | None:
+        """``manifest.json`` (or an older run's ``partial/manifest.json``); ``None`` when the folder has neither."""
+        for path in (self.manifest_path, self.path / LEGACY_MANIFEST):
+            if path.is_file():
+                return json.loads(path.read_text())
+        return None
+
+    def holds_results(self) -> bool:
+        """Whether a run has taken the folder (it has a manifest) or finished in it."""
+        return self.is_complete() or self.read_manifest() is not None
+
     # ----------------------------------------------------------------------- writing (the run task)
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``<folder>/.lock`` for the block (create the folder first); another process holding it is
+        refused at once with one line (:func:`xattr.utils.locks.exclusive`), before it writes anything."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.path, f"run folder {self.path}"):
+            yield
+
     def open(self, resume: bool) -> bool:
-        """Take the folder for a run (the one place a run claims it): create it; refuse one that holds results
-        unless ``resume``. Returns ``False`` when ``resume`` finds it complete (nothing to do)."""
+        """Take the folder for a run (call it under :meth:`lock`): create it; refuse one that holds results
+        unless ``resume``. Returns ``False`` when ``resume`` finds it complete (nothing to do). A folder that
+        holds no results is this run's from here on (its ``status.json`` records the run)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if resume and self.is_complete():
             return False
-        if not resume and (self.manifest_path.exists() or self.is_complete()):
+        if not resume and self.holds_results():
             raise XattrError(f"run folder {self.path} already holds results; pass resume=true to continue it "
                              "or choose a new hydra.run.dir")
+        self._owned = not self.holds_results()
         return True
 
     def start(self, cfg: DictConfig, selection: list[int], names: dict[str, str], n_batches: int) -> set[int]:
-        """Write ``partial/manifest.json`` (see :func:`manifest`), or check it against the interrupted run's when
-        resuming; return the indices (below ``n_batches``) of the batches already finished."""
+        """Write ``manifest.json`` (see :func:`manifest`; once, by the folder's first run), or check the
+        fingerprint against the interrupted run's when resuming (a mismatch raises and writes nothing); return
+        the indices (below ``n_batches``) of the batches already finished."""
         wanted = manifest(cfg, selection, names)
-        if self.manifest_path.exists():
-            previous = json.loads(self.manifest_path.read_text())
-            changed = [key for key in wanted if previous.get(key) != wanted[key]]
+        previous = self.read_manifest()
+        if previous is not None:
+            changed = [key for key in wanted if key != MANIFEST_CONFIG and previous.get(key) != wanted[key]]
             if changed:
                 raise XattrError(f"cannot resume {self.path}: {', '.join(changed)} differ from the interrupted run; "
                                  "repeat its overrides or start a new hydra.run.dir")
-        else:
-            self.partial.mkdir(parents=True, exist_ok=True)
+        if not self.manifest_path.is_file():  # a new folder, or one of a run older than manifest.json
             atomic_write_json(self.manifest_path, wanted)
+        self._owned = True
         finished = {int(path.stem.split("-")[1]) for path in self.partial.glob("batch-*.npz")}
         return {index for index in finished if index < n_batches}
 
     def write_config(self, cfg: DictConfig) -> None:
-        """``.hydra/config.yaml``: the composed config as the run used it."""
+        """``.hydra/config.yaml``: this invocation's composed config as the run uses it (Hydra's log; the
+        folder's results are described by the manifest's config, :meth:`config`)."""
         atomic_write_text(self.path / CONFIG, OmegaConf.to_yaml(cfg))
 
     def write_status(self, **fields) -> None:
@@ -108,13 +158,15 @@ class RunFolder:
     @contextlib.contextmanager
     def recording(self, names: dict[str, str]) -> Iterator[None]:
         """``status.json`` says ``running`` while the block runs and ``failed`` (with the error) if it raises
-        before the folder is complete; SIGTERM counts as an error (``SystemExit: 143``)."""
-        self.write_status(state="running", names=names)
+        before the folder is complete; SIGTERM counts as an error (``SystemExit: 143``). Only a run that owns
+        the folder writes (:meth:`open` found it empty, or :meth:`start` matched it, possibly inside the block)."""
+        if self._owned:
+            self.write_status(state="running", names=names)
         try:
             with _terminate_as_exception():
                 yield
         except BaseException as error:
-            if not self.is_complete():
+            if self._owned and not self.is_complete():
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 self.write_status(state="failed", error=f"{type(error).__name__}: {message}", names=names)
             raise
@@ -143,7 +195,11 @@ class RunFolder:
     # ----------------------------------------------------------------------- reading (the report)
 
     def config(self) -> DictConfig | None:
-        """The run's ``.hydra/config.yaml``; ``None`` when absent."""
+        """The composed config the folder's results were computed with: the manifest's ``config``; for a
+        folder older than ``manifest.json``, its ``.hydra/config.yaml``; ``None`` when it has neither."""
+        recorded = self.read_manifest()
+        if recorded is not None and MANIFEST_CONFIG in recorded:
+            return OmegaConf.create(recorded[MANIFEST_CONFIG])
         path = self.path / CONFIG
         return OmegaConf.load(path) if path.is_file() else None
 

@@ -1,7 +1,8 @@
 """``xattr report RUN_DIR...``: methods × metrics tables from run folders and multirun folders.
 
 Every complete run folder (one with ``DONE``, :func:`xattr.runs.is_complete`) at or below the given
-paths is read (:func:`xattr.runs.find_runs`). Rows are (``--by`` keys…, method, model, dataset); columns
+paths is read (:func:`xattr.runs.find_runs`); ``--by`` values come from each run's config as it recorded it
+(:meth:`xattr.runs.RunFolder.config`). Rows are (``--by`` keys…, method, model, dataset); columns
 are metrics; cells are ``mean ± std``. Runs that share a row (e.g. seeds) are pooled: mean and population std over
 all their samples (``n`` adds up). Output: the markdown table on stdout, and ``report.csv`` (long
 format, one row per row-key and metric), ``report.md`` and ``report.tex`` in ``--out`` (default: the
@@ -59,8 +60,8 @@ def load_summaries(run_dirs: Sequence[Path], by: Sequence[str] = ()) -> pd.DataF
         frames.append(summary)
     missing = [key for key, ok in found_key.items() if not ok]
     if missing:
-        raise XattrError(f"--by {missing[0]}: no run has this config key; use a dotted key of "
-                         ".hydra/config.yaml such as method.beta, seed or dataset.n_samples")
+        raise XattrError(f"--by {missing[0]}: no run has this config key; use a dotted key of the runs' "
+                         "config (manifest.json) such as method.beta, seed or dataset.n_samples")
     return pd.concat(frames, ignore_index=True)
 
 
