@@ -5,8 +5,8 @@
 ``key=value`` overrides. ``report`` is a plain argparse command.
 
 User errors (``XattrError``, unknown config options, bad overrides) end in ONE line
-``error: <message>`` on stderr with exit code 2 and no traceback; anything else is a bug and
-keeps its traceback.
+``error: <message>`` on stderr with exit code 2 and no traceback; Ctrl-C ends in one line
+``interrupted: <what is kept>`` with exit code 130; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from xattr.utils.conf import conf_dir
 
 CONF_DIR = conf_dir()
 USER_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 USAGE = """usage: xattr COMMAND [ARGS]
 
@@ -96,6 +97,13 @@ def _fail(message: str) -> int:
     sys.stderr.write(f"error: {_one_line(message)}\n")
     sys.stderr.flush()
     return USER_ERROR
+
+
+def _interrupted(error: KeyboardInterrupt) -> int:
+    """One line for Ctrl-C: what the interrupted run kept (its message), else just that it stopped."""
+    sys.stderr.write(f"interrupted: {_one_line(str(error)) if str(error).strip() else 'stopped by Ctrl-C'}\n")
+    sys.stderr.flush()
+    return INTERRUPTED
 
 
 def _hydra_command(command: str, args: list[str]) -> int:
@@ -222,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error))
     except SystemExit as exit_:  # argparse errors (exit 2) and --help (exit 0)
         return exit_.code if isinstance(exit_.code, int) else 0
+    except KeyboardInterrupt as error:  # Ctrl-C: a run records state=interrupted and says what it kept
+        return _interrupted(error)
     except BrokenPipeError:  # `xattr run --help | head`
         sys.stderr.close()
         return 0

@@ -2,7 +2,8 @@
 folder's results is the manifest's, written once; an invocation that does not compute the folder's results
 (refused, nothing to do, locked out, a resume with other overrides) changes none of the files xattr wrote,
 and `xattr report` still labels the results by the config they were computed with; a resume compares the
-fingerprint before any model or method is built."""
+fingerprint before any model or method is built; Ctrl-C is one line, exit 130, state ``interrupted``, and
+the run resumes to the same results."""
 
 from __future__ import annotations
 
@@ -145,3 +146,61 @@ def test_resume_with_other_overrides_is_refused_before_any_setup_and_writes_noth
     assert snapshot(run_dir) == before  # status.json still says failed at 2 of 8; manifest unchanged
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
 
+
+# --------------------------------------------------------------------------- 8b: Ctrl-C
+
+def _ctrl_c_in_second_batch(monkeypatch):
+    _in_second_batch(monkeypatch, KeyboardInterrupt)  # what Python's SIGINT handler raises
+
+
+def _ctrl_c_once(monkeypatch, name: str):
+    original, calls = getattr(run_task, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_task, name, interrupted)
+
+
+# where Ctrl-C hits: (patch, samples the folder keeps)
+CTRL_C = {
+    "while_building_the_model": (lambda patch: _ctrl_c_once(patch, "build_model"), 0),
+    "in_the_second_batch": (_ctrl_c_in_second_batch, 4),
+    "while_writing_the_results": (lambda patch: _ctrl_c_once(patch, "write_summary"), 8),
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, checkpoint) -> pd.DataFrame:
+    """per_sample.csv of an uninterrupted run."""
+    tmp = tmp_path_factory.mktemp("reference")
+    assert main(["run", *common(tmp, checkpoint), f"hydra.run.dir={tmp / 'run'}"]) == 0
+    return pd.read_csv(tmp / "run" / "per_sample.csv")
+
+
+@pytest.mark.parametrize("case", list(CTRL_C))
+def test_ctrl_c_is_one_line_exit_130_and_resumes(case, tmp_path, checkpoint, capsys, monkeypatch, reference):
+    interrupt, kept = CTRL_C[case]
+    run_dir = tmp_path / "run"
+    args = ["run", *common(tmp_path, checkpoint), f"hydra.run.dir={run_dir}"]
+    with monkeypatch.context() as patch:
+        interrupt(patch)
+        try:
+            code = main(args)
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C escaped the command with a traceback")
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and error_lines(err) == [
+        f"interrupted: run folder {run_dir} keeps {kept} of 8 samples; continue it with "
+        f"`xattr run resume=true hydra.run.dir={run_dir}` and the same overrides"]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["state"], status["done"], status["total"]) == ("interrupted", kept, 8)
+    assert not (run_dir / "DONE").exists() and len(list(run_dir.glob("partial/batch-*.npz"))) == kept // 4
+
+    assert main([*args, "resume=true"]) == 0
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "complete"
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "per_sample.csv"), reference)

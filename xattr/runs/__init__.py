@@ -9,7 +9,7 @@ Run folder (Hydra's output dir)::
     manifest.json      written once by the folder's first run: the resume fingerprint (what must not
                        change on resume) and, under ``config``, the composed config with the names used;
                        what ``xattr report`` reads for ``--by``
-    status.json        state running|failed|complete, samples done, names, timings, error
+    status.json        state running|interrupted|failed|complete, samples done/total, names, timings, error
     partial/           while running: one batch-NNNNN.npz chunk per finished batch (removed when the
                        run completes; runs before manifest.json kept their fingerprint here)
     maps.npz           maps [N,C,H,W], ids [N], targets [N], labels [N]

@@ -81,6 +81,8 @@ class RunFolder:
         self.path = Path(path)
         #: whether this object's run owns ``status.json`` (see the module docstring)
         self._owned = False
+        #: the last status this object wrote (its ``done``/``total`` survive a failure)
+        self._status: dict = {}
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -153,13 +155,15 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, OmegaConf.to_yaml(cfg))
 
     def write_status(self, **fields) -> None:
+        self._status = fields
         atomic_write_json(self.path / STATUS, fields)
 
     @contextlib.contextmanager
     def recording(self, names: dict[str, str]) -> Iterator[None]:
-        """``status.json`` says ``running`` while the block runs and ``failed`` (with the error) if it raises
-        before the folder is complete; SIGTERM counts as an error (``SystemExit: 143``). Only a run that owns
-        the folder writes (:meth:`open` found it empty, or :meth:`start` matched it, possibly inside the block)."""
+        """``status.json`` says ``running`` while the block runs, ``interrupted`` after Ctrl-C and ``failed``
+        (with the error) if it raises otherwise before the folder is complete; SIGTERM counts as an error
+        (``SystemExit: 143``). ``done``/``total`` of the last status survive. Only a run that owns the folder
+        writes (:meth:`open` found it empty, or :meth:`start` matched it, possibly inside the block)."""
         if self._owned:
             self.write_status(state="running", names=names)
         try:
@@ -167,8 +171,17 @@ class RunFolder:
                 yield
         except BaseException as error:
             if self._owned and not self.is_complete():
-                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                self.write_status(state="failed", error=f"{type(error).__name__}: {message}", names=names)
+                progress = {key: self._status[key] for key in ("done", "total") if key in self._status}
+                if isinstance(error, KeyboardInterrupt):
+                    self.write_status(state="interrupted", **progress, names=names)
+                    kept = f"keeps {progress['done']} of {progress['total']} samples" if progress else "keeps no samples"
+                    raise KeyboardInterrupt(
+                        f"run folder {self.path} {kept}; continue it with `xattr run resume=true "
+                        f"hydra.run.dir={self.path}` and the same overrides") from error
+                else:
+                    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    self.write_status(state="failed", error=f"{type(error).__name__}: {message}", **progress,
+                                      names=names)
             raise
 
     def chunk_path(self, index: int) -> Path:
