@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from xattr.errors import XattrError
+from xattr.errors import XattrError, find_xattr_error
 from xattr.utils.conf import conf_dir
 
 CONF_DIR = conf_dir()
@@ -53,14 +53,7 @@ def _one_line(text: str) -> str:
 
 def _find_xattr_error(error: BaseException) -> XattrError | None:
     """The XattrError in ``error``'s cause/context chain (Hydra wraps errors raised in instantiate)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, XattrError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return find_xattr_error(error)
 
 
 def _group_options(group: str) -> list[str]:

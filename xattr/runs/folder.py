@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from xattr.errors import XattrError
+from xattr.errors import XattrError, find_xattr_error
 from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from xattr.utils.locks import exclusive
 
@@ -179,8 +179,9 @@ class RunFolder:
                         f"run folder {self.path} {kept}; continue it with `xattr run resume=true "
                         f"hydra.run.dir={self.path}` and the same overrides") from error
                 else:
-                    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                    self.write_status(state="failed", error=f"{type(error).__name__}: {message}", **progress,
+                    cause = find_xattr_error(error) or error  # the user error inside e.g. Hydra's wrapper
+                    message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+                    self.write_status(state="failed", error=f"{type(cause).__name__}: {message}", **progress,
                                       names=names)
             raise
 
