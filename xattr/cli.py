@@ -33,7 +33,7 @@ commands:
                                  xattr run --help | --cfg job
   train [hydra overrides]   train a network the suite needs (task=classifier|denoiser|alpha_unet)
                             e.g. xattr train task=classifier model=tiny_cnn dataset=shapes
-  report RUN_DIR... [--by KEY] [--out DIR] [--paper CSV] [--difficulty] [--paired METHOD]
+  report RUN_DIR... [--by KEY] [--out DIR] [--paper CSV] [--difficulty] [--paired METHOD] [--strict] [--pool]
                             methods x metrics table (markdown, CSV, LaTeX) from run / multirun folders
 
 Run `xattr report --help` for report options.
@@ -171,8 +171,8 @@ def _report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xattr report",
         description="Methods x metrics table (mean ± std) from run folders and multirun folders "
-                    "(searched recursively for completed runs). Prints markdown; writes report.csv, "
-                    "report.md and report.tex.")
+                    "(searched recursively for completed runs; incomplete ones are named on stderr). Prints "
+                    "markdown; writes report.csv, report.md and report.tex.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders or multirun folders")
     parser.add_argument("--by", action="append", default=[], metavar="KEY",
                         help="group rows by a config key of each run's config (manifest.json), e.g. method.beta "
@@ -190,6 +190,11 @@ def _report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--paired", default=None, metavar="METHOD",
                         help="also write paired.csv/.md: METHOD minus every other method on the same images")
     parser.add_argument("--precision", type=int, default=3, help="decimals in the tables (default 3)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse (exit 2) when a run folder below RUN_DIR is incomplete or failed")
+    parser.add_argument("--pool", action="store_true",
+                        help="pool runs of one row even when they scored the same images (each image then "
+                             "counts once per run)")
     return parser
 
 
@@ -201,7 +206,8 @@ def _report_command(args: list[str]) -> int:
     try:
         report(options.run_dirs, by=options.by, out=options.out, paper=options.paper,
                paper_table=options.paper_table, difficulty=options.difficulty, n_bins=options.bins,
-               precision=options.precision, paired=options.paired)
+               precision=options.precision, paired=options.paired, strict=options.strict,
+               pool_runs=options.pool)
     except XattrError as error:
         return _fail(str(error))
     return 0

@@ -1,5 +1,5 @@
-"""The run-folder module: one definition of complete (DONE), finding runs, the folder lifecycle, the manifest's
-config, chunks and the one markdown-table writer."""
+"""The run-folder module: one definition of complete (DONE), finding runs (complete and incomplete), the folder
+lifecycle, the manifest's config, chunks and the one markdown-table writer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from xattr.errors import XattrError
-from xattr.runs import Results, RunFolder, chunk_arrays, find_runs, is_complete, markdown_table
+from xattr.runs import Results, RunFolder, chunk_arrays, find_runs, is_complete, markdown_table, scan_runs
 from xattr.runs.folder import fingerprint
 from xattr.runs.writers import per_sample_frame
 
@@ -203,3 +203,17 @@ def test_manifest_keeps_the_config_once_and_older_folders_still_resume(tmp_path)
     assert legacy.start(_cfg(), [0, 1, 2, 3], {"method": "m"}, n_batches=2) == {0}
     assert legacy.config().seed == 0 and legacy.read_manifest()["selection"] == [0, 1, 2, 3]
 
+
+def test_scan_runs_lists_the_incomplete_folders_too(tmp_path):
+    sweep = tmp_path / "multirun"
+    done = [_complete_run(sweep / f"{i}-a") for i in (0, 2)]
+    incomplete = []
+    for i, name in ((1, "status.json"), (3, "manifest.json"), (10, "partial")):
+        path = sweep / f"{i}-a"
+        path.mkdir(parents=True)
+        (path / name).mkdir() if name == "partial" else (path / name).write_text("{}")
+        incomplete.append(path)
+    (sweep / "4-a" / ".hydra").mkdir(parents=True)  # Hydra's folder of a job the run task never wrote to
+    assert scan_runs([sweep]) == (done, incomplete)
+    assert scan_runs([done[0], sweep]) == (done, incomplete)
+    assert scan_runs([incomplete[0]]) == ([], [incomplete[0]])

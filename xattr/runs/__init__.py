@@ -21,7 +21,8 @@ Run folder (Hydra's output dir)::
     DONE               written last: the run is complete
 
 A folder is complete when ``DONE`` exists (:func:`is_complete`); both the run task and the report use
-that one definition. Every file is written atomically (:mod:`xattr.utils.io`).
+that one definition. One without ``DONE`` that the run task wrote to (``status.json``, ``manifest.json``
+or ``partial/``) is incomplete (:func:`scan_runs`). Every file is written atomically (:mod:`xattr.utils.io`).
 
 A chunk (:mod:`xattr.runs.chunks`) holds one batch: ``ids``, the model kind's per-sample entries (for a
 classifier ``labels``, ``targets``, ``preds``, ``confidence``), ``maps``, and ``value__<name>`` ``[B]`` /
@@ -30,14 +31,14 @@ columns ``id``, the kind's columns, ``metric``, ``value``; ``maps.npz`` ``maps``
 maps fields.
 
 Modules: :mod:`~xattr.runs.folder` (:class:`RunFolder`: lock, open, manifest, status, chunks, ``DONE``,
-reading; :func:`find_runs`), :mod:`~xattr.runs.chunks` (chunk arrays and their merge),
+reading; :func:`find_runs`, :func:`scan_runs`), :mod:`~xattr.runs.chunks` (chunk arrays and their merge),
 :mod:`~xattr.runs.writers` (per_sample.csv, summary.csv/.md, maps.npz, curves.npz, the overview figure,
 the markdown table writer).
 """
 
 from xattr.runs.chunks import Results, chunk_arrays
-from xattr.runs.folder import RunFolder, find_runs, is_complete, manifest
+from xattr.runs.folder import RunFolder, find_runs, is_complete, manifest, no_complete_runs, scan_runs
 from xattr.runs.writers import markdown_table, summarise
 
 __all__ = ["RunFolder", "Results", "chunk_arrays", "find_runs", "is_complete", "manifest", "markdown_table",
-           "summarise"]
+           "no_complete_runs", "scan_runs", "summarise"]

@@ -217,6 +217,23 @@ class RunFolder:
         path = self.path / CONFIG
         return OmegaConf.load(path) if path.is_file() else None
 
+    def images(self) -> str | None:
+        """A key that two folders share exactly when they scored the same images: the manifest's ``dataset``
+        config and ``selection``; for a folder older than ``manifest.json``, its config's ``dataset`` node;
+        ``None`` when unknown."""
+        recorded = self.read_manifest()
+        if recorded is not None and "dataset" in recorded:
+            return json.dumps([recorded["dataset"], recorded.get("selection")], sort_keys=True)
+        config = self.config()
+        if config is None or config.get("dataset") is None:
+            return None
+        return json.dumps([OmegaConf.to_container(config.dataset, resolve=False), None], sort_keys=True)
+
+    def status(self) -> dict | None:
+        """``status.json``; ``None`` when absent."""
+        path = self.path / STATUS
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def summary(self, nrows: int | None = None):
         """``summary.csv`` as a frame (``nrows``: only the first rows)."""
         import pandas as pd
@@ -251,26 +268,51 @@ def _terminate_as_exception():
         signal.signal(signal.SIGTERM, previous)
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Complete run folders (:func:`is_complete`) at or below each path, in path order (numbered multirun
-    subfolders in numeric order), each once."""
-    found: list[Path] = []
+#: what only a run folder has (written by ``xattr run``): a folder with one of them and no ``DONE`` is incomplete
+_RUN_FILES = (STATUS, MANIFEST, PARTIAL)
+
+
+def scan_runs(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """``(complete, incomplete)`` run folders at or below each path, in path order (numbered multirun
+    subfolders in numeric order), each once. Complete: :func:`is_complete`; incomplete: a folder the run
+    task wrote to (``status.json``, ``manifest.json`` or ``partial/``) without ``DONE`` (interrupted, failed,
+    killed or still running)."""
+    complete: list[Path] = []
+    incomplete: list[Path] = []
+    seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise XattrError(f"run folder {path} does not exist; pass run folders or multirun folders "
                              "(e.g. outputs/multirun/<time>)")
-        if is_complete(path):
-            candidates = [path]
-        else:
-            candidates = sorted((p.parent for p in path.rglob(DONE) if p.is_file()), key=_natural_key)
-        for candidate in candidates:
-            if candidate.resolve() not in {f.resolve() for f in found}:
-                found.append(candidate)
+        folders = {path} if is_complete(path) else {p.parent for name in (DONE, *_RUN_FILES) for p in path.rglob(name)}
+        for candidate in sorted(folders, key=_natural_key):
+            if candidate.resolve() in seen:
+                continue
+            if is_complete(candidate):
+                complete.append(candidate)
+            elif any((candidate / name).exists() for name in _RUN_FILES):
+                incomplete.append(candidate)
+            else:
+                continue
+            seen.add(candidate.resolve())
+    return complete, incomplete
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Complete run folders (:func:`is_complete`) at or below each path, in path order (numbered multirun
+    subfolders in numeric order), each once; the incomplete ones are :func:`scan_runs`'s second list."""
+    paths = list(paths)
+    found, _ = scan_runs(paths)
     if not found:
-        raise XattrError(f"no complete runs (folders with {DONE}) under {', '.join(map(str, paths))}; "
-                         f"a run writes {DONE} when it finishes (resume unfinished ones with resume=true)")
+        raise no_complete_runs(paths)
     return found
+
+
+def no_complete_runs(paths: Iterable[str | Path]) -> XattrError:
+    """The error for paths below which no run is complete."""
+    return XattrError(f"no complete runs (folders with {DONE}) under {', '.join(map(str, paths))}; "
+                      f"a run writes {DONE} when it finishes (resume unfinished ones with resume=true)")
 
 
 def _natural_key(path: Path) -> list:
