@@ -5,8 +5,8 @@
 ``key=value`` overrides. ``report`` is a plain argparse command.
 
 User errors (``XattrError``, unknown config options, bad overrides) end in ONE line
-``error: <message>`` on stderr with exit code 2 and no traceback; anything else is a bug and
-keeps its traceback.
+``error: <message>`` on stderr with exit code 2 and no traceback; Ctrl-C ends in one line
+``interrupted: <what is kept>`` with exit code 130; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import argparse
 import os
 import sys
 
-from xattr.errors import XattrError
+from xattr.errors import XattrError, find_xattr_error
 from xattr.utils.conf import conf_dir
 
 CONF_DIR = conf_dir()
 USER_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 USAGE = """usage: xattr COMMAND [ARGS]
 
@@ -32,7 +33,7 @@ commands:
                                  xattr run --help | --cfg job
   train [hydra overrides]   train a network the suite needs (task=classifier|denoiser|alpha_unet)
                             e.g. xattr train task=classifier model=tiny_cnn dataset=shapes
-  report RUN_DIR... [--by KEY] [--out DIR] [--paper CSV] [--difficulty] [--paired METHOD]
+  report RUN_DIR... [--by KEY] [--out DIR] [--paper CSV] [--difficulty] [--paired METHOD] [--strict] [--pool]
                             methods x metrics table (markdown, CSV, LaTeX) from run / multirun folders
 
 Run `xattr report --help` for report options.
@@ -52,14 +53,7 @@ def _one_line(text: str) -> str:
 
 def _find_xattr_error(error: BaseException) -> XattrError | None:
     """The XattrError in ``error``'s cause/context chain (Hydra wraps errors raised in instantiate)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, XattrError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return find_xattr_error(error)
 
 
 def _group_options(group: str) -> list[str]:
@@ -96,6 +90,13 @@ def _fail(message: str) -> int:
     sys.stderr.write(f"error: {_one_line(message)}\n")
     sys.stderr.flush()
     return USER_ERROR
+
+
+def _interrupted(error: KeyboardInterrupt) -> int:
+    """One line for Ctrl-C: what the interrupted run kept (its message), else just that it stopped."""
+    sys.stderr.write(f"interrupted: {_one_line(str(error)) if str(error).strip() else 'stopped by Ctrl-C'}\n")
+    sys.stderr.flush()
+    return INTERRUPTED
 
 
 def _hydra_command(command: str, args: list[str]) -> int:
@@ -170,11 +171,11 @@ def _report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xattr report",
         description="Methods x metrics table (mean ± std) from run folders and multirun folders "
-                    "(searched recursively for completed runs). Prints markdown; writes report.csv, "
-                    "report.md and report.tex.")
+                    "(searched recursively for completed runs; incomplete ones are named on stderr). Prints "
+                    "markdown; writes report.csv, report.md and report.tex.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders or multirun folders")
     parser.add_argument("--by", action="append", default=[], metavar="KEY",
-                        help="group rows by a config key of each run's .hydra/config.yaml, e.g. method.beta "
+                        help="group rows by a config key of each run's config (manifest.json), e.g. method.beta "
                              "(repeatable)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="where report.{csv,md,tex} go (default: the first RUN_DIR)")
@@ -189,6 +190,11 @@ def _report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--paired", default=None, metavar="METHOD",
                         help="also write paired.csv/.md: METHOD minus every other method on the same images")
     parser.add_argument("--precision", type=int, default=3, help="decimals in the tables (default 3)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse (exit 2) when a run folder below RUN_DIR is incomplete or failed")
+    parser.add_argument("--pool", action="store_true",
+                        help="pool runs of one row even when they scored the same images (each image then "
+                             "counts once per run)")
     return parser
 
 
@@ -200,7 +206,8 @@ def _report_command(args: list[str]) -> int:
     try:
         report(options.run_dirs, by=options.by, out=options.out, paper=options.paper,
                paper_table=options.paper_table, difficulty=options.difficulty, n_bins=options.bins,
-               precision=options.precision, paired=options.paired)
+               precision=options.precision, paired=options.paired, strict=options.strict,
+               pool_runs=options.pool)
     except XattrError as error:
         return _fail(str(error))
     return 0
@@ -222,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error))
     except SystemExit as exit_:  # argparse errors (exit 2) and --help (exit 0)
         return exit_.code if isinstance(exit_.code, int) else 0
+    except KeyboardInterrupt as error:  # Ctrl-C: a run records state=interrupted and says what it kept
+        return _interrupted(error)
     except BrokenPipeError:  # `xattr run --help | head`
         sys.stderr.close()
         return 0

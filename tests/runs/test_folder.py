@@ -1,5 +1,5 @@
-"""The run-folder module: one definition of complete (DONE), finding runs, the folder lifecycle, chunks and
-the one markdown-table writer."""
+"""The run-folder module: one definition of complete (DONE), finding runs (complete and incomplete), the folder
+lifecycle, the manifest's config, chunks and the one markdown-table writer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from xattr.errors import XattrError
-from xattr.runs import Results, RunFolder, chunk_arrays, find_runs, is_complete, markdown_table
+from xattr.runs import Results, RunFolder, chunk_arrays, find_runs, is_complete, markdown_table, scan_runs
+from xattr.runs.folder import fingerprint
 from xattr.runs.writers import per_sample_frame
 
 
@@ -169,3 +170,50 @@ def test_sigterm_is_recorded_as_failed(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)
     assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
     assert json.loads((folder.path / "status.json").read_text())["error"] == "SystemExit: 143"
+
+
+def test_manifest_keeps_the_config_once_and_older_folders_still_resume(tmp_path):
+    """manifest.json (top of the folder, kept after completion) holds the fingerprint and the composed config,
+    written by the first run only; .hydra/config.yaml is not read while it exists. A folder interrupted before
+    manifest.json (fingerprint in partial/manifest.json) resumes against that and then gets one."""
+    folder = RunFolder(tmp_path / "run")
+    assert folder.open(resume=False)
+    folder.start(_cfg(), [0, 1, 2, 3], {"method": "m"}, n_batches=2)
+    written = folder.manifest_path.read_bytes()
+    assert folder.manifest_path == folder.path / "manifest.json"
+    (folder.path / ".hydra").mkdir()
+    (folder.path / ".hydra" / "config.yaml").write_text("seed: 5\n")  # Hydra's log of a later invocation
+    assert folder.config().seed == 0 and folder.config().model.device == "cpu"
+    again = RunFolder(folder.path)
+    assert again.open(resume=True)
+    again.start(_cfg(**{"model.device": "cuda"}), [0, 1, 2, 3], {"method": "m"}, n_batches=2)
+    folder.complete(done=4, total=4)
+    assert folder.manifest_path.read_bytes() == written and folder.config().model.device == "cpu"
+
+    legacy = RunFolder(tmp_path / "legacy")
+    (legacy.partial).mkdir(parents=True)
+    (legacy.partial / "manifest.json").write_text(json.dumps(fingerprint(_cfg(), [0, 1, 2, 3], {"method": "m"})))
+    legacy.save_chunk(0, {"ids": np.array(["a", "b"])})
+    with pytest.raises(XattrError, match="already holds results"):
+        legacy.open(resume=False)
+    assert legacy.open(resume=True)
+    with pytest.raises(XattrError, match="cannot resume .*: seed differ"):
+        legacy.start(_cfg(seed=1), [0, 1, 2, 3], {"method": "m"}, n_batches=2)
+    assert not legacy.manifest_path.exists()
+    assert legacy.start(_cfg(), [0, 1, 2, 3], {"method": "m"}, n_batches=2) == {0}
+    assert legacy.config().seed == 0 and legacy.read_manifest()["selection"] == [0, 1, 2, 3]
+
+
+def test_scan_runs_lists_the_incomplete_folders_too(tmp_path):
+    sweep = tmp_path / "multirun"
+    done = [_complete_run(sweep / f"{i}-a") for i in (0, 2)]
+    incomplete = []
+    for i, name in ((1, "status.json"), (3, "manifest.json"), (10, "partial")):
+        path = sweep / f"{i}-a"
+        path.mkdir(parents=True)
+        (path / name).mkdir() if name == "partial" else (path / name).write_text("{}")
+        incomplete.append(path)
+    (sweep / "4-a" / ".hydra").mkdir(parents=True)  # Hydra's folder of a job the run task never wrote to
+    assert scan_runs([sweep]) == (done, incomplete)
+    assert scan_runs([done[0], sweep]) == (done, incomplete)
+    assert scan_runs([incomplete[0]]) == ([], [incomplete[0]])

@@ -1,11 +1,17 @@
-"""`xattr report --paired`: paired differences against a reference method on the same images."""
+"""`xattr report`: paired differences against a reference method on the same images; incomplete folders named
+(and refused with --strict); runs of the same images not pooled unless --pool."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
+from xattr.cli import main
 from xattr.errors import XattrError
+from xattr.runs import RunFolder
 from xattr.tasks.report import paired_differences, paired_table
 
 
@@ -33,3 +39,140 @@ def test_paired_differences_skip_unmatched_images_and_name_a_bad_reference():
     assert int(paired_differences(frame, "diffib")["n"].iloc[0]) == 1
     with pytest.raises(XattrError, match="--paired bogus"):
         paired_differences(frame, "bogus")
+
+
+# --------------------------------------------------------------------------- skipped folders, --strict, --pool
+
+NAMES = {"method": "saliency", "model": "tiny_cnn", "dataset": "shapes"}
+
+
+def _cfg(**changes):
+    cfg = OmegaConf.create({"dataset": {"_target_": "xattr.data.ShapesDataset", "n_samples": 4, "seed": 0},
+                            "batch_size": 4, "target": "label", "seed": 0, "method": {"_target_": "M"},
+                            "metric": {"deletion": {"_target_": "X"}}, "model": {"name": "tiny_cnn"},
+                            "names": NAMES})
+    for key, value in changes.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+def _taken(path: Path, **changes) -> RunFolder:
+    """A folder a run has taken (manifest written), as the run task leaves it before its first batch."""
+    folder = RunFolder(path)
+    assert folder.open(resume=False)
+    folder.start(_cfg(**changes), [0, 1, 2, 3], NAMES, n_batches=1)
+    return folder
+
+
+def _finished(path: Path, mean: float = 0.5, **changes) -> Path:
+    """A complete run folder (4 images) with one summary row, written through RunFolder."""
+    folder = _taken(path, **changes)
+    (path / "summary.csv").write_text(f"method,model,dataset,metric,mean,std,n\n"
+                                      f"saliency,tiny_cnn,shapes,deletion,{mean},0.1,4\n")
+    folder.complete(done=4, total=4, names=NAMES)
+    return path
+
+
+def _failed(path: Path) -> None:
+    folder = _taken(path)
+    with pytest.raises(RuntimeError), folder.recording(NAMES):
+        folder.write_status(state="running", done=4, total=8, names=NAMES)
+        raise RuntimeError("CUDA out of memory\nmore text")
+
+
+def _interrupted(path: Path) -> None:
+    folder = _taken(path)
+    with pytest.raises(KeyboardInterrupt), folder.recording(NAMES):
+        folder.write_status(state="running", done=4, total=8, names=NAMES)
+        raise KeyboardInterrupt
+
+
+def _killed(path: Path) -> None:  # SIGKILL: the status of the last finished batch stays
+    _taken(path).write_status(state="running", done=4, total=8, names=NAMES)
+
+
+def _chunks_only(path: Path) -> None:  # killed before the first status was written
+    (path / "partial").mkdir(parents=True)
+
+
+def _failed_job(path: Path, tmp_path: Path, checkpoint: Path) -> None:  # a real job refused by its config
+    assert main(["run", "debug=smoke", "method=saliency", f"model.checkpoint={checkpoint}",
+                 f"paths.root_dir={tmp_path}", f"hydra.run.dir={path}", "dataset.n_samples=0"]) == 2
+
+
+# how the folder was left: (make it, the line the report prints for it)
+SKIPPED = {
+    "failed": (_failed, "failed at 4/8 samples: RuntimeError: CUDA out of memory"),
+    "failed_job_of_a_sweep": (_failed_job, "failed: XattrError: dataset.n_samples=0 selects nothing; use a positive "
+                                           "number or null"),
+    "interrupted": (_interrupted, "interrupted at 4/8 samples; continue it with `xattr run resume=true "
+                                  "hydra.run.dir={path}` and its overrides"),
+    "killed": (_killed, "running at 4/8 samples (still running, or killed before it could record why)"),
+    "no_status": (_chunks_only, "no DONE and no status.json"),
+}
+
+
+@pytest.mark.parametrize("case", list(SKIPPED))
+def test_report_names_each_incomplete_folder_and_strict_refuses(case, tmp_path, checkpoint, capsys):
+    make, why = SKIPPED[case]
+    sweep = tmp_path / "sweep"
+    _finished(sweep / "0-saliency")
+    skipped = sweep / "1-saliency"
+    make(skipped, tmp_path, checkpoint) if make is _failed_job else make(skipped)
+    capsys.readouterr()
+    line = f"skipped {skipped}: {why.format(path=skipped)}"
+
+    assert main(["report", str(sweep)]) == 0
+    assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [line]
+    assert pd.read_csv(sweep / "report.csv")["n_runs"].tolist() == [1]
+
+    out = tmp_path / "strict"
+    assert main(["report", str(sweep), "--strict", "--out", str(out)]) == 2
+    assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [
+        line, "error: --strict: 1 run folder not complete (named above); resume or remove them, or leave out --strict"]
+    assert not out.exists()
+
+
+def _legacy(path: Path, seed: int) -> Path:
+    """A complete folder written before manifest.json: its config only in .hydra/config.yaml."""
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(_cfg(seed=seed)))
+    (path / "summary.csv").write_text("method,model,dataset,metric,mean,std,n\nsaliency,tiny_cnn,shapes,deletion,0.5,0.1,4\n")
+    (path / "DONE").write_text("complete\n")
+    return path
+
+
+# three runs in one row: (make run i, how the refusal says to keep them apart, the key that does)
+POOLED = {
+    "reruns_of_one_config": (lambda path, i: _finished(path, mean=0.1 * i),
+                             "their configs are the same (re-runs of one job): report one of them", None),
+    "seeds_on_the_same_images": (lambda path, i: _finished(path, seed=i),
+                                 "their configs differ in seed: pass --by seed to keep them apart", "seed"),
+    "method_settings_on_the_same_images": (lambda path, i: _finished(path, **{"method.beta": i}),
+                                           "their configs differ in method.beta: pass --by method.beta to keep "
+                                           "them apart", "method.beta"),
+    "folders_older_than_the_manifest": (_legacy, "their configs differ in seed: pass --by seed to keep them apart",
+                                        "seed"),
+}
+
+
+@pytest.mark.parametrize("case", list(POOLED))
+def test_report_refuses_to_pool_runs_of_the_same_images_unless_asked(case, tmp_path, capsys):
+    make, how, key = POOLED[case]
+    sweep = tmp_path / "sweep"
+    runs = [make(sweep / f"{i}-saliency", i) for i in range(3)]
+    _finished(sweep / "3-saliency", **{"dataset.seed": 1})  # other images: pooled with none of them
+
+    assert main(["report", str(sweep)]) == 2
+    assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [
+        f"error: runs {', '.join(map(str, runs))} scored the same images and share a row; pooling them would count "
+        f"each image 3 times; {how}, or pass --pool to pool them anyway"]
+    assert not (sweep / "report.csv").exists()
+
+    assert main(["report", str(sweep), "--pool"]) == 0
+    pooled = pd.read_csv(sweep / "report.csv")
+    assert pooled[["n", "n_runs"]].values.tolist() == [[16, 4]]
+    if key is not None:
+        assert main(["report", str(sweep), "--by", key, "--out", str(tmp_path / "by")]) == 0
+        assert set(pd.read_csv(tmp_path / "by" / "report.csv")["n_runs"]) <= {1, 2}
+

@@ -1,7 +1,14 @@
-"""One run folder on disk: its lifecycle (open, manifest, status, chunks, ``DONE``) and reading it back.
+"""One run folder on disk: its lifecycle (lock, open, manifest, status, chunks, ``DONE``) and reading it back.
 
-A run goes ``open`` → ``start`` → ``save_chunk`` per batch → (writers) → ``complete``; ``recording``
-keeps ``status.json`` honest around it. The format is described in :mod:`xattr.runs`.
+A run goes ``lock`` → ``open`` → ``start`` → ``save_chunk`` per batch → (writers) → ``complete``;
+``recording`` keeps ``status.json`` honest around it. The format is described in :mod:`xattr.runs`.
+
+Whose folder it is: the process holding ``lock`` (a second one is refused before it writes anything), and
+among runs the one whose results it holds: ``manifest.json`` (the resume fingerprint and the composed
+config, written once by the first run) says which. ``status.json`` is written only by the run that owns
+the folder: one that found it empty, or a resume whose fingerprint matched (:meth:`RunFolder.start`); a
+refused run leaves the folder as it was. ``.hydra/`` is Hydra's log of the last invocation (Hydra writes
+it before the task runs, also for a refused one); it is read only for folders older than ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -16,14 +23,19 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from xattr.errors import XattrError
+from xattr.errors import XattrError, find_xattr_error
 from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from xattr.utils.locks import exclusive
 
 PARTIAL = "partial"
 DONE = "DONE"
 STATUS = "status.json"
 MANIFEST = "manifest.json"
+#: where runs before ``manifest.json`` kept the fingerprint (without the config); read when resuming them
+LEGACY_MANIFEST = f"{PARTIAL}/{MANIFEST}"
 CONFIG = ".hydra/config.yaml"
+#: the manifest's entry holding the composed config; every other entry is the fingerprint
+MANIFEST_CONFIG = "config"
 PER_SAMPLE = "per_sample.csv"
 SUMMARY = "summary.csv"
 
@@ -34,7 +46,20 @@ def is_complete(run_dir: str | Path) -> bool:
 
 
 def manifest(cfg: DictConfig, selection: list[int], names: dict[str, str]) -> dict:
-    """What must not change between an interrupted run and its resumption (``partial/manifest.json``)."""
+    """``manifest.json``: the fingerprint (:func:`fingerprint`) and, under ``config``, the composed config
+    (resolved where it resolves) with the labels the run uses."""
+    return {**fingerprint(cfg, selection, names), MANIFEST_CONFIG: _container(cfg)}
+
+
+def _container(cfg: DictConfig) -> dict:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - e.g. ${hydra:...} outside Hydra: keep the interpolation as written
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def fingerprint(cfg: DictConfig, selection: list[int], names: dict[str, str]) -> dict:
+    """What must not change between an interrupted run and its resumption."""
     container = OmegaConf.to_container
     return {
         "dataset": container(cfg.dataset, resolve=True),
@@ -54,6 +79,10 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        #: whether this object's run owns ``status.json`` (see the module docstring)
+        self._owned = False
+        #: the last status this object wrote (its ``done``/``total`` survive a failure)
+        self._status: dict = {}
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -64,59 +93,96 @@ class RunFolder:
 
     @property
     def manifest_path(self) -> Path:
-        return self.partial / MANIFEST
+        return self.path / MANIFEST
 
     def is_complete(self) -> bool:
         return is_complete(self.path)
 
+    def read_manifest(self) -> dict | None:
+        """``manifest.json`` (or an older run's ``partial/manifest.json``); ``None`` when the folder has neither."""
+        for path in (self.manifest_path, self.path / LEGACY_MANIFEST):
+            if path.is_file():
+                return json.loads(path.read_text())
+        return None
+
+    def holds_results(self) -> bool:
+        """Whether a run has taken the folder (it has a manifest) or finished in it."""
+        return self.is_complete() or self.read_manifest() is not None
+
     # ----------------------------------------------------------------------- writing (the run task)
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``<folder>/.lock`` for the block (create the folder first); another process holding it is
+        refused at once with one line (:func:`xattr.utils.locks.exclusive`), before it writes anything."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.path, f"run folder {self.path}"):
+            yield
+
     def open(self, resume: bool) -> bool:
-        """Take the folder for a run (the one place a run claims it): create it; refuse one that holds results
-        unless ``resume``. Returns ``False`` when ``resume`` finds it complete (nothing to do)."""
+        """Take the folder for a run (call it under :meth:`lock`): create it; refuse one that holds results
+        unless ``resume``. Returns ``False`` when ``resume`` finds it complete (nothing to do). A folder that
+        holds no results is this run's from here on (its ``status.json`` records the run)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if resume and self.is_complete():
             return False
-        if not resume and (self.manifest_path.exists() or self.is_complete()):
+        if not resume and self.holds_results():
             raise XattrError(f"run folder {self.path} already holds results; pass resume=true to continue it "
                              "or choose a new hydra.run.dir")
+        self._owned = not self.holds_results()
         return True
 
     def start(self, cfg: DictConfig, selection: list[int], names: dict[str, str], n_batches: int) -> set[int]:
-        """Write ``partial/manifest.json`` (see :func:`manifest`), or check it against the interrupted run's when
-        resuming; return the indices (below ``n_batches``) of the batches already finished."""
+        """Write ``manifest.json`` (see :func:`manifest`; once, by the folder's first run), or check the
+        fingerprint against the interrupted run's when resuming (a mismatch raises and writes nothing); return
+        the indices (below ``n_batches``) of the batches already finished."""
         wanted = manifest(cfg, selection, names)
-        if self.manifest_path.exists():
-            previous = json.loads(self.manifest_path.read_text())
-            changed = [key for key in wanted if previous.get(key) != wanted[key]]
+        previous = self.read_manifest()
+        if previous is not None:
+            changed = [key for key in wanted if key != MANIFEST_CONFIG and previous.get(key) != wanted[key]]
             if changed:
                 raise XattrError(f"cannot resume {self.path}: {', '.join(changed)} differ from the interrupted run; "
                                  "repeat its overrides or start a new hydra.run.dir")
-        else:
-            self.partial.mkdir(parents=True, exist_ok=True)
+        if not self.manifest_path.is_file():  # a new folder, or one of a run older than manifest.json
             atomic_write_json(self.manifest_path, wanted)
+        self._owned = True
         finished = {int(path.stem.split("-")[1]) for path in self.partial.glob("batch-*.npz")}
         return {index for index in finished if index < n_batches}
 
     def write_config(self, cfg: DictConfig) -> None:
-        """``.hydra/config.yaml``: the composed config as the run used it."""
+        """``.hydra/config.yaml``: this invocation's composed config as the run uses it (Hydra's log; the
+        folder's results are described by the manifest's config, :meth:`config`)."""
         atomic_write_text(self.path / CONFIG, OmegaConf.to_yaml(cfg))
 
     def write_status(self, **fields) -> None:
+        self._status = fields
         atomic_write_json(self.path / STATUS, fields)
 
     @contextlib.contextmanager
     def recording(self, names: dict[str, str]) -> Iterator[None]:
-        """``status.json`` says ``running`` while the block runs and ``failed`` (with the error) if it raises
-        before the folder is complete; SIGTERM counts as an error (``SystemExit: 143``)."""
-        self.write_status(state="running", names=names)
+        """``status.json`` says ``running`` while the block runs, ``interrupted`` after Ctrl-C and ``failed``
+        (with the error) if it raises otherwise before the folder is complete; SIGTERM counts as an error
+        (``SystemExit: 143``). ``done``/``total`` of the last status survive. Only a run that owns the folder
+        writes (:meth:`open` found it empty, or :meth:`start` matched it, possibly inside the block)."""
+        if self._owned:
+            self.write_status(state="running", names=names)
         try:
             with _terminate_as_exception():
                 yield
         except BaseException as error:
-            if not self.is_complete():
-                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                self.write_status(state="failed", error=f"{type(error).__name__}: {message}", names=names)
+            if self._owned and not self.is_complete():
+                progress = {key: self._status[key] for key in ("done", "total") if key in self._status}
+                if isinstance(error, KeyboardInterrupt):
+                    self.write_status(state="interrupted", **progress, names=names)
+                    kept = f"keeps {progress['done']} of {progress['total']} samples" if progress else "keeps no samples"
+                    raise KeyboardInterrupt(
+                        f"run folder {self.path} {kept}; continue it with `xattr run resume=true "
+                        f"hydra.run.dir={self.path}` and the same overrides") from error
+                else:
+                    cause = find_xattr_error(error) or error  # the user error inside e.g. Hydra's wrapper
+                    message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+                    self.write_status(state="failed", error=f"{type(cause).__name__}: {message}", **progress,
+                                      names=names)
             raise
 
     def chunk_path(self, index: int) -> Path:
@@ -143,9 +209,30 @@ class RunFolder:
     # ----------------------------------------------------------------------- reading (the report)
 
     def config(self) -> DictConfig | None:
-        """The run's ``.hydra/config.yaml``; ``None`` when absent."""
+        """The composed config the folder's results were computed with: the manifest's ``config``; for a
+        folder older than ``manifest.json``, its ``.hydra/config.yaml``; ``None`` when it has neither."""
+        recorded = self.read_manifest()
+        if recorded is not None and MANIFEST_CONFIG in recorded:
+            return OmegaConf.create(recorded[MANIFEST_CONFIG])
         path = self.path / CONFIG
         return OmegaConf.load(path) if path.is_file() else None
+
+    def images(self) -> str | None:
+        """A key that two folders share exactly when they scored the same images: the manifest's ``dataset``
+        config and ``selection``; for a folder older than ``manifest.json``, its config's ``dataset`` node;
+        ``None`` when unknown."""
+        recorded = self.read_manifest()
+        if recorded is not None and "dataset" in recorded:
+            return json.dumps([recorded["dataset"], recorded.get("selection")], sort_keys=True)
+        config = self.config()
+        if config is None or config.get("dataset") is None:
+            return None
+        return json.dumps([OmegaConf.to_container(config.dataset, resolve=False), None], sort_keys=True)
+
+    def status(self) -> dict | None:
+        """``status.json``; ``None`` when absent."""
+        path = self.path / STATUS
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def summary(self, nrows: int | None = None):
         """``summary.csv`` as a frame (``nrows``: only the first rows)."""
@@ -181,26 +268,51 @@ def _terminate_as_exception():
         signal.signal(signal.SIGTERM, previous)
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Complete run folders (:func:`is_complete`) at or below each path, in path order (numbered multirun
-    subfolders in numeric order), each once."""
-    found: list[Path] = []
+#: what only a run folder has (written by ``xattr run``): a folder with one of them and no ``DONE`` is incomplete
+_RUN_FILES = (STATUS, MANIFEST, PARTIAL)
+
+
+def scan_runs(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """``(complete, incomplete)`` run folders at or below each path, in path order (numbered multirun
+    subfolders in numeric order), each once. Complete: :func:`is_complete`; incomplete: a folder the run
+    task wrote to (``status.json``, ``manifest.json`` or ``partial/``) without ``DONE`` (interrupted, failed,
+    killed or still running)."""
+    complete: list[Path] = []
+    incomplete: list[Path] = []
+    seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise XattrError(f"run folder {path} does not exist; pass run folders or multirun folders "
                              "(e.g. outputs/multirun/<time>)")
-        if is_complete(path):
-            candidates = [path]
-        else:
-            candidates = sorted((p.parent for p in path.rglob(DONE) if p.is_file()), key=_natural_key)
-        for candidate in candidates:
-            if candidate.resolve() not in {f.resolve() for f in found}:
-                found.append(candidate)
+        folders = {path} if is_complete(path) else {p.parent for name in (DONE, *_RUN_FILES) for p in path.rglob(name)}
+        for candidate in sorted(folders, key=_natural_key):
+            if candidate.resolve() in seen:
+                continue
+            if is_complete(candidate):
+                complete.append(candidate)
+            elif any((candidate / name).exists() for name in _RUN_FILES):
+                incomplete.append(candidate)
+            else:
+                continue
+            seen.add(candidate.resolve())
+    return complete, incomplete
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Complete run folders (:func:`is_complete`) at or below each path, in path order (numbered multirun
+    subfolders in numeric order), each once; the incomplete ones are :func:`scan_runs`'s second list."""
+    paths = list(paths)
+    found, _ = scan_runs(paths)
     if not found:
-        raise XattrError(f"no complete runs (folders with {DONE}) under {', '.join(map(str, paths))}; "
-                         f"a run writes {DONE} when it finishes (resume unfinished ones with resume=true)")
+        raise no_complete_runs(paths)
     return found
+
+
+def no_complete_runs(paths: Iterable[str | Path]) -> XattrError:
+    """The error for paths below which no run is complete."""
+    return XattrError(f"no complete runs (folders with {DONE}) under {', '.join(map(str, paths))}; "
+                      f"a run writes {DONE} when it finishes (resume unfinished ones with resume=true)")
 
 
 def _natural_key(path: Path) -> list:

@@ -1,9 +1,13 @@
 """``xattr report RUN_DIR...``: methods × metrics tables from run folders and multirun folders.
 
 Every complete run folder (one with ``DONE``, :func:`xattr.runs.is_complete`) at or below the given
-paths is read (:func:`xattr.runs.find_runs`). Rows are (``--by`` keys…, method, model, dataset); columns
-are metrics; cells are ``mean ± std``. Runs that share a row (e.g. seeds) are pooled: mean and population std over
-all their samples (``n`` adds up). Output: the markdown table on stdout, and ``report.csv`` (long
+paths is read (:func:`xattr.runs.scan_runs`); each incomplete one (interrupted, failed, killed, running) is
+named on stderr, one line from its ``status.json``, and ``strict`` refuses to report while there is one.
+``--by`` values come from each run's config as it recorded it (:meth:`xattr.runs.RunFolder.config`).
+Rows are (``--by`` keys…, method, model, dataset); columns are metrics; cells are ``mean ± std``. Runs
+that share a row (e.g. dataset seeds) are pooled: mean and population std over all their samples (``n``
+adds up); runs of a row that scored the same images are refused unless ``pool_runs`` (``--pool``), since
+each image would count once per run. Output: the markdown table on stdout, and ``report.csv`` (long
 format, one row per row-key and metric), ``report.md`` and ``report.tex`` in ``--out`` (default: the
 first RUN_DIR argument, i.e. next to the runs it summarises).
 """
@@ -11,6 +15,7 @@ first RUN_DIR argument, i.e. next to the runs it summarises).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +24,7 @@ import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from xattr.errors import XattrError
-from xattr.runs import RunFolder, find_runs, markdown_table
+from xattr.runs import RunFolder, markdown_table, no_complete_runs, scan_runs
 from xattr.utils.io import atomic_save_dataframe, atomic_write_text
 
 NAME_COLUMNS = ["method", "model", "dataset"]
@@ -59,9 +64,62 @@ def load_summaries(run_dirs: Sequence[Path], by: Sequence[str] = ()) -> pd.DataF
         frames.append(summary)
     missing = [key for key, ok in found_key.items() if not ok]
     if missing:
-        raise XattrError(f"--by {missing[0]}: no run has this config key; use a dotted key of "
-                         ".hydra/config.yaml such as method.beta, seed or dataset.n_samples")
+        raise XattrError(f"--by {missing[0]}: no run has this config key; use a dotted key of the runs' "
+                         "config (manifest.json) such as method.beta, seed or dataset.n_samples")
     return pd.concat(frames, ignore_index=True)
+
+
+def skipped_line(run_dir: Path) -> str:
+    """One line naming an incomplete run folder and, from its ``status.json``, why it is not complete."""
+    status = RunFolder(run_dir).status() or {}
+    state = status.get("state")
+    progress = f" at {status['done']}/{status['total']} samples" if {"done", "total"} <= set(status) else ""
+    if state == "failed":
+        why = f"failed{progress}: {status.get('error', 'no error recorded')}"
+    elif state == "interrupted":
+        why = (f"interrupted{progress}; continue it with `xattr run resume=true hydra.run.dir={run_dir}` "
+               "and its overrides")
+    elif state == "running":
+        why = f"running{progress} (still running, or killed before it could record why)"
+    elif state is None:
+        why = "no DONE and no status.json"
+    else:
+        why = f"state {state}{progress} but no DONE"
+    return f"skipped {run_dir}: {why}"
+
+
+def colliding_runs(frame: pd.DataFrame, keys: Sequence[str]) -> list[list[str]]:
+    """Runs (``run`` column) that share a row of ``keys`` and scored the same images
+    (:meth:`~xattr.runs.RunFolder.images`), one list per such set; runs with unknown images never collide."""
+    collisions = []
+    for _, part in frame.groupby(list(keys), sort=False, dropna=False):
+        by_images: dict[str, list[str]] = {}
+        for run in dict.fromkeys(part["run"]):
+            images = RunFolder(run).images()
+            if images is not None:
+                by_images.setdefault(images, []).append(run)
+        collisions += [runs for runs in by_images.values() if len(runs) > 1]
+    return collisions
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        return {key: value for k, v in node.items() for key, value in _flat(v, f"{prefix}{k}.").items()}
+    return {prefix[:-1]: node}
+
+
+def collision_error(collisions: list[list[str]]) -> XattrError:
+    """One line: the first set of colliding runs, the config keys they differ in, and the two ways out."""
+    runs = collisions[0]
+    configs = [_flat(OmegaConf.to_container(RunFolder(run).config() or OmegaConf.create(), resolve=False))
+               for run in runs]
+    differ = sorted(key for key in set().union(*configs) if len({str(c.get(key)) for c in configs}) > 1)
+    how = (f"their configs differ in {', '.join(differ[:4])}{' …' if len(differ) > 4 else ''}: pass --by "
+           f"{differ[0]} to keep them apart" if differ else "their configs are the same (re-runs of one job): "
+           "report one of them")
+    more = f" (and {len(collisions) - 1} more such sets)" if len(collisions) > 1 else ""
+    return XattrError(f"runs {', '.join(runs)} scored the same images and share a row{more}; pooling them would "
+                      f"count each image {len(runs)} times; {how}, or pass --pool to pool them anyway")
 
 
 def pool(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -169,12 +227,24 @@ def to_latex(frame: pd.DataFrame, caption: str) -> str:
 
 def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Path | None = None,
            paper: Sequence[str] = (), paper_table: str | None = None, difficulty: bool = False,
-           n_bins: int = 20, precision: int = 3, paired: str | None = None, echo: bool = True) -> pd.DataFrame:
-    """Build the report; returns the long table (what ``report.csv`` holds)."""
+           n_bins: int = 20, precision: int = 3, paired: str | None = None, echo: bool = True,
+           strict: bool = False, pool_runs: bool = False) -> pd.DataFrame:
+    """Build the report; returns the long table (what ``report.csv`` holds). Incomplete run folders are named
+    on stderr (``strict``: then refused); runs of one row on the same images are refused unless ``pool_runs``."""
     by = list(dict.fromkeys(by))
-    runs = find_runs(run_dirs)
+    runs, skipped = scan_runs(run_dirs)
+    for run_dir in skipped:
+        sys.stderr.write(skipped_line(run_dir) + "\n")
+    if strict and skipped:
+        raise XattrError(f"--strict: {len(skipped)} run folder{'s' if len(skipped) != 1 else ''} not complete "
+                         "(named above); resume or remove them, or leave out --strict")
+    if not runs:
+        raise no_complete_runs(run_dirs)
     summaries = load_summaries(runs, by)
     keys = [k for k in by if k not in NAME_COLUMNS] + NAME_COLUMNS
+    collisions = [] if pool_runs else colliding_runs(summaries, keys)
+    if collisions:
+        raise collision_error(collisions)
     long = pool(summaries, [*keys, "metric"])
     if paper:
         long = long.merge(load_paper(paper, paper_table), on=["model", "method", "metric"], how="left")

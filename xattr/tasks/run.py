@@ -16,10 +16,11 @@ loop knows no particular metric. A method's diagnostics of the last ``attribute`
 (:meth:`~xattr.methods.base.AttributionMethod.diagnostics`) land in ``per_sample.csv`` and
 ``summary.csv`` beside the metrics, with metric name ``<method label>/<name>`` (after the metrics).
 
-The run folder (files, chunks, ``DONE``) is :mod:`xattr.runs`. Resume: ``xattr run resume=true
-hydra.run.dir=<folder> <same overrides>`` keeps the finished batches in ``partial/`` and computes only
-the missing ones. Each batch is seeded with ``seed + batch_index`` so a resumed run equals an
-uninterrupted one.
+The run folder (files, chunks, ``DONE``) is :mod:`xattr.runs`; the run holds its lock throughout. Resume:
+``xattr run resume=true hydra.run.dir=<folder> <same overrides>`` keeps the finished batches in ``partial/``
+and computes only the missing ones; the fingerprint in ``manifest.json`` is compared before the model or
+method is built (only the dataset, for its selection). Each batch is seeded with ``seed + batch_index`` so a
+resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -67,17 +68,17 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:
     """Run the job described by ``cfg`` (``conf/run.yaml``) into ``out_dir`` (default: Hydra's output dir)."""
     folder = RunFolder(output_dir(cfg, out_dir))
-    if not folder.open(resume=bool(cfg.get("resume", False))):
-        log.info("run folder %s is already complete; nothing to do", folder.path)
-        return folder.path
-    names = run_names(cfg)
-    # record the labels in the saved config (names.* = Hydra's chosen config names unless set), so that
-    # `xattr report --by names.method` works; a plain Python call gets its .hydra/config.yaml here too
-    with open_dict(cfg):
-        cfg.names = names
-    folder.write_config(cfg)
-    with folder.recording(names):
-        _run(cfg, folder, names)
+    with folder.lock():  # a second process on the folder is refused here, before it writes anything
+        if not folder.open(resume=bool(cfg.get("resume", False))):
+            log.info("run folder %s is already complete; nothing to do", folder.path)
+            return folder.path
+        names = run_names(cfg)
+        # record the labels in the config (names.* = Hydra's chosen config names unless set): the manifest's
+        # config is what `xattr report --by names.method` reads
+        with open_dict(cfg):
+            cfg.names = names
+        with folder.recording(names):
+            _run(cfg, folder, names)
     return folder.path
 
 
@@ -95,25 +96,27 @@ class _Job:
 
 
 def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
-    # build (in this order: it fixes the seeded random state)
+    # the manifest first (written, or compared with an interrupted run's): only the cheap dataset is built
+    # before it, so a resume with other overrides is refused before any model, method or training
     check_run_config(cfg)
     device, seed, cache_dir = str(cfg.get("device", "cpu")), int(cfg.seed), Path(cfg.paths.cache_dir)
-    seed_everything(seed)
+    seed_everything(seed)  # build in this order: it fixes the seeded random state
     dataset = build_dataset(cfg, names["dataset"])
+    n_total, batch_size = len(dataset), int(cfg.batch_size)
+    batches = [range(start, min(start + batch_size, n_total)) for start in range(0, n_total, batch_size)]
+    selection = [int(i) for i in getattr(dataset, "indices", range(n_total))]
+    finished = folder.start(cfg, selection, names, len(batches))
+    folder.write_config(cfg)
+    done = sum(len(batches[k]) for k in finished)
+    if finished:
+        log.info("resuming %s: %d of %d samples already done", folder.path, done, n_total)
+    folder.write_status(state="running", done=done, total=n_total, names=names)
+
     model = build_model(cfg, names, dataset, cache_dir, device)
     check_image_size(dataset, model, names)
     method, context = build_method(cfg, model, names, cache_dir, device, seed)
     job = _Job(model, model_kind(model, cfg, names), method, build_metrics(cfg),
                make_method_factory(cfg, context, prepared=method), names, device)
-
-    n_total, batch_size = len(dataset), int(cfg.batch_size)
-    batches = [range(start, min(start + batch_size, n_total)) for start in range(0, n_total, batch_size)]
-    selection = [int(i) for i in getattr(dataset, "indices", range(n_total))]
-    finished = folder.start(cfg, selection, names, len(batches))
-    done = sum(len(batches[k]) for k in finished)
-    if finished:
-        log.info("resuming %s: %d of %d samples already done", folder.path, done, n_total)
-    folder.write_status(state="running", done=done, total=n_total, names=names)
 
     from tqdm.auto import tqdm
 
