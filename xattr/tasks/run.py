@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:
     """Run the job described by ``cfg`` (``conf/run.yaml``) into ``out_dir`` (default: Hydra's output dir)."""
+    check_run_config(cfg)  # the whole config, before the folder is touched
     folder = RunFolder(output_dir(cfg, out_dir))
     if not folder.open(resume=bool(cfg.get("resume", False))):
         log.info("run folder %s is already complete; nothing to do", folder.path)
@@ -96,7 +97,6 @@ class _Job:
 
 def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     # build (in this order: it fixes the seeded random state)
-    check_run_config(cfg)
     device, seed, cache_dir = str(cfg.get("device", "cpu")), int(cfg.seed), Path(cfg.paths.cache_dir)
     seed_everything(seed)
     dataset = build_dataset(cfg, names["dataset"])
