@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from run_helpers import error_lines
 
 from xattr.cli import main
 from xattr.data import FolderDataset
@@ -180,7 +181,7 @@ def test_bad_image_file_through_the_cli(case, tmp_path, checkpoint, capsys):
             f"paths.root_dir={tmp_path}", f"paths.data_dir={tmp_path}/data", f"paths.cache_dir={tmp_path}/cache",
             f"hydra.run.dir={run_dir}"]
     assert main(args) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0] and str(path) in lines[0], lines
     assert not (run_dir / "DONE").exists() and not (run_dir / "summary.csv").exists()
     if (run_dir / "status.json").exists():

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from run_helpers import error_lines
 
 from xattr.cli import main
 from xattr.errors import XattrError
@@ -63,7 +64,7 @@ def test_checkpoint_of_another_size_is_one_line(case, tmp_path, checkpoint_64, c
     overrides, expected = SIZE_CASES[case]
     folder_of(tmp_path / "data" / "folder", 8)
     assert main(run_args(tmp_path, checkpoint_64, *overrides)) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and expected in lines[0] and str(checkpoint_64) in lines[0], lines
     assert "dataset.image_size=64" in lines[0]  # the explicit way to resize
     run_dir = tmp_path / "run"

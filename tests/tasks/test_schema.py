@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from hydra import compose, initialize_config_dir
+from run_helpers import error_lines
 
 from xattr.cli import CONF_DIR, main
 from xattr.errors import XattrError
@@ -100,10 +101,6 @@ def no_work(monkeypatch):
         raise AssertionError("the run started working on a bad config")
 
     monkeypatch.setattr(run_task, "build_dataset", build_dataset)
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("case", list(RUN_CASES))
