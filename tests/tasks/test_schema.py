@@ -180,6 +180,13 @@ def test_every_shipped_config_passes_the_schema(overrides, tmp_path):
     check_config(compose_cfg("run", overrides, tmp_path), "run")
 
 
+def test_hydra_node_is_left_to_hydra(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="run", overrides=[f"paths.root_dir={tmp_path}"], return_hydra_config=True)
+    assert "hydra" in cfg
+    check_config(cfg, "run")
+
+
 @pytest.mark.parametrize("task", _options("task"))
 def test_every_task_config_passes_the_schema(task, tmp_path):
     check_config(compose_cfg("train", [f"task={task}"], tmp_path), "train")

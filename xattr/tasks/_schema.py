@@ -100,6 +100,7 @@ def known_keys(command: str) -> list[str]:
 def check_config(cfg: DictConfig, command: str) -> None:
     """Validate the composed ``conf/<command>.yaml``; one ``XattrError`` line naming every bad key."""
     data = plain(cfg)
+    data.pop("hydra", None)  # Hydra's own node, when a caller composed with return_hydra_config=True
     problems = check(data, SCHEMAS[command], where=f"conf/{command}.yaml")
     for group, node in _target_nodes(data):
         problems += _check_node(group, node)

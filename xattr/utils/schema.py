@@ -215,7 +215,7 @@ def check(data: Mapping, schema: type[BaseModel], prefix: str = "", where: str =
                 problems[loc] = unknown_key(path, list(owner.model_fields) if owner else [], scope)
                 continue
             hint, metadata = _field_at(schema, loc)
-            if item["type"] == "missing":
+            if item["type"] == "missing" and len(item["loc"]) == len(loc):  # not an item missing inside a value
                 problems[loc] = f"{path} is missing; set it to {describe(hint, metadata)}"
                 continue
             value = _value_at(data, loc)
@@ -263,13 +263,12 @@ def _parameter_type(parameter: inspect.Parameter, hints: dict) -> Any:
 
 
 def target_schema(target: Callable, name: str, *, skip: tuple[str, ...] = (), labels: tuple[str, ...] = (),
-                  extra: Callable | None = None, closed: bool = False,
-                  ranges: Mapping[str, Any] | None = None) -> type[BaseModel]:
+                  extra: Callable | None = None, ranges: Mapping[str, Any] | None = None) -> type[BaseModel]:
     """The schema of a config node instantiating ``target``: one optional field per parameter (less ``skip``,
     the ones supplied at build time), typed by its annotation or its default's type, with ``ranges``
     (``{key: Field(ge=1)}``) laid over them; ``labels`` are extra string keys that are no parameter (a task's
-    ``name``). Extra keys are refused unless ``target`` takes ``**kwargs``; ``extra`` (a callable whose
-    parameters ``**kwargs`` is handed to) and ``closed`` make such a node's keys a closed set too."""
+    ``name``). Extra keys are refused unless ``target`` takes ``**kwargs``; with ``extra`` (the callable that
+    ``**kwargs`` is handed to, e.g. a model's builder) its parameters are the further known keys, a closed set."""
     fields: dict[str, Any] = {}
     open_ended = False
     for source in (target, extra):
@@ -294,7 +293,7 @@ def target_schema(target: Callable, name: str, *, skip: tuple[str, ...] = (), la
             fields[parameter.name] = (Annotated[hint, BeforeValidator(_lists_to_tuples(hint))], None)
     for label in labels:
         fields.setdefault(label, (str, None))
-    config = ConfigDict(**{**STRICT, "extra": "allow" if open_ended and not (closed or extra) else "forbid"})
+    config = ConfigDict(**{**STRICT, "extra": "allow" if open_ended and extra is None else "forbid"})
     return create_model(f"Schema_{name}", __config__=config, **fields)
 
 
