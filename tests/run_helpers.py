@@ -21,3 +21,8 @@ def make_cfg(tmp_path: Path, checkpoint: Path, *extra: str):
 
 class Interrupt(Exception):
     """A simulated crash in the middle of a run."""
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The non-blank lines of a command's stderr (a user error is exactly one: ``error: ...``)."""
+    return [line for line in stderr.splitlines() if line.strip()]

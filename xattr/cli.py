@@ -61,11 +61,47 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def _config_error_message(error: BaseException) -> str | None:
+def _unknown_key_message(key: str, command: str, args: list[str]) -> str:
+    """An override of a key the composed config does not have: the closest key and all of them. (Hydra's
+    own advice, ``+key=value``, would only get the key refused by the config schema, or ignored.)"""
+    from xattr.utils.schema import unknown_key
+
+    parent = key.rpartition(".")[0]
+    if not parent:
+        from xattr.tasks._schema import known_keys
+
+        return unknown_key(key, known_keys(command), f"conf/{command}.yaml")
+    try:  # the keys of the parent node: the config composed without this override
+        from hydra import compose, initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+        from omegaconf import DictConfig, OmegaConf
+
+        GlobalHydra.instance().clear()
+        rest = [a for a in args if not a.startswith("-") and a.split("=", 1)[0].lstrip("+~") != key]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            try:
+                cfg = compose(config_name=command, overrides=rest)
+            except Exception:  # noqa: BLE001 - a sweep (a,b): the keys without the swept overrides
+                cfg = compose(config_name=command, overrides=[a for a in rest if "," not in a])
+        node = OmegaConf.select(cfg, parent)
+        known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    except Exception:  # noqa: BLE001 - name no keys rather than fail while reporting an error
+        known = []
+    if not known:
+        return f"unknown key {key}; see `xattr {command} --cfg job` for the keys of {parent}"
+    return unknown_key(key, known, parent)
+
+
+def _config_error_message(error: BaseException, command: str = "run", args: list[str] = ()) -> str | None:
     """One-line text for a Hydra/OmegaConf composition error, None if ``error`` is not one."""
     import re
 
-    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from hydra.errors import (
+        ConfigCompositionException,
+        HydraException,
+        MissingConfigException,
+        OverrideParseException,
+    )
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(error, MissingConfigException):
@@ -79,6 +115,9 @@ def _config_error_message(error: BaseException) -> str | None:
                 return f"unknown {group} option {choice!r}; choose one of {', '.join(options)} (conf/{group}/)"
             return f"unknown {group} option {choice!r}; conf/{group}/ has no configs"
         return _one_line(error)
+    unknown = re.match(r"Could not override '([^']+)'\.\nTo append to your config use", str(error))
+    if isinstance(error, ConfigCompositionException) and unknown:
+        return _unknown_key_message(unknown.group(1), command, list(args))
     if isinstance(error, OverrideParseException):
         return _one_line(f"cannot parse override: {error}")
     if isinstance(error, (HydraException, OmegaConfBaseException)):
@@ -138,7 +177,7 @@ def _hydra_command(command: str, args: list[str]) -> int:
         found = _find_xattr_error(error)
         if found is not None:
             return _fail(str(found))
-        message = _config_error_message(error)
+        message = _config_error_message(error, command, args)
         if message is not None:
             return _fail(message)
         raise

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from xattr.data.base import AttributionDataset
-from xattr.data.transforms import load_rgb, resize_center_crop, transform_boxes, transform_mask
+from xattr.data.transforms import load_rgb, open_image, resize_center_crop, transform_boxes, transform_mask
 from xattr.errors import XattrError
 
 
@@ -57,9 +57,7 @@ class FileDataset(AttributionDataset):
                              "remove or replace the file") from error
         sample = {"image": image, "label": record.label, "id": record.id}
         if record.mask_path is not None:
-            from PIL import Image
-
-            with Image.open(record.mask_path) as mask:
+            with open_image(record.mask_path) as mask:
                 sample["mask"] = transform_mask(mask, geometry)
             from xattr.data.base import mask_to_box
 

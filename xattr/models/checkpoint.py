@@ -18,12 +18,18 @@ from xattr.utils.io import load_torch_file
 USER_FIX = "pass a state dict saved with torch.save(model.state_dict(), PATH)"
 
 
-def load_state_dict(path: str | os.PathLike) -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; unwrap ``{'model': ...}``-style dicts."""
+def load_state_dict(path: str | os.PathLike, input_size: tuple[int, int] | None = None) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; unwrap ``{'model': ...}``-style dicts.
+
+    With ``input_size``, a checkpoint that records the image size it was trained at (``meta.image_size``, as
+    every classifier trained here does) must have been trained at that size (a bare state dict records none).
+    """
     path = Path(path)
     if not path.is_file():
         raise XattrError(f"checkpoint {path} does not exist; pass an existing file as model.checkpoint=PATH")
     state = load_torch_file(path, name="checkpoint", fix=USER_FIX)
+    if input_size is not None:
+        check_recorded_size(state, path, input_size)
     for key in ("model", "state_dict", "ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -39,9 +45,26 @@ def fit_state_dict(model: ZooModel, state: dict) -> None:
     target.load_state_dict(state)
 
 
+def check_recorded_size(state, path: str | os.PathLike, input_size: tuple[int, int]) -> None:
+    """The image size a checkpoint records (``meta.image_size``: an int or ``[h, w]``) must be ``input_size``;
+    resizing the images to the checkpoint's size stays the user's explicit choice (``dataset.image_size``)."""
+    meta = state.get("meta") if isinstance(state, dict) else None
+    recorded = meta.get("image_size") if isinstance(meta, dict) else None
+    if recorded is None:
+        return
+    recorded = tuple(recorded) if isinstance(recorded, (list, tuple)) else (int(recorded), int(recorded))
+    if recorded != tuple(input_size):
+        (rh, rw), (h, w) = recorded, input_size
+        raise XattrError(
+            f"checkpoint {path} was trained on {rh}x{rw} images but the model is built for {h}x{w} (tiny models "
+            f"follow dataset.image_size); resize the images to the checkpoint's size with dataset.image_size={rh}, "
+            f"or use a checkpoint trained at {h}x{w}")
+
+
 def load_checkpoint(model: ZooModel, checkpoint: str | os.PathLike) -> None:
-    """Load the state dict at ``checkpoint`` into ``model`` (keys ``net.*``) or into ``model.net``."""
-    state = load_state_dict(checkpoint)
+    """Load the state dict at ``checkpoint`` into ``model`` (keys ``net.*``) or into ``model.net``; a checkpoint
+    that records another image size than ``model.spec.input_size`` is refused (:func:`check_recorded_size`)."""
+    state = load_state_dict(checkpoint, input_size=tuple(model.spec.input_size))
     try:
         fit_state_dict(model, state)
     except RuntimeError as error:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xattr.errors import XattrError
 from xattr.runs.chunks import Results
 from xattr.runs.folder import PER_SAMPLE, SUMMARY
 from xattr.utils.io import atomic_save_dataframe, atomic_save_npz, atomic_savefig, atomic_write_text
@@ -16,6 +17,8 @@ from xattr.utils.io import atomic_save_dataframe, atomic_save_npz, atomic_savefi
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ["method", "model", "dataset", "metric", "mean", "std", "n"]
+#: what ``maps.npz`` can store (``maps_dtype``); an integer type would round every map in [0,1] to zeros
+MAPS_DTYPES = ("float32", "float16")
 
 
 def markdown_table(frame, precision: int | None = None) -> str:
@@ -57,7 +60,10 @@ def write_curves(run_dir: Path, results: Results) -> None:
 
 def write_maps(run_dir: Path, maps: np.ndarray, ids: np.ndarray, fields: dict[str, np.ndarray],
                dtype: str = "float32") -> None:
-    """``maps.npz``: ``maps`` as ``dtype`` (float16 overflow falls back to float32), ``ids``, ``fields``."""
+    """``maps.npz``: ``maps`` as ``dtype`` (one of :data:`MAPS_DTYPES`; float16 overflow falls back to float32),
+    ``ids``, ``fields``."""
+    if str(dtype) not in MAPS_DTYPES:
+        raise XattrError(f"maps_dtype={dtype} is not an option; use {' or '.join(f'maps_dtype={d}' for d in MAPS_DTYPES)}")
     wanted = np.dtype(str(dtype))
     stored = maps
     if wanted == np.float16 and np.abs(maps).max(initial=0.0) >= np.finfo(np.float16).max:

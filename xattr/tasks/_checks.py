@@ -6,15 +6,13 @@ import torch
 from omegaconf import DictConfig
 
 from xattr.errors import XattrError
+from xattr.tasks._schema import check_config
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """``target`` mode, ``batch_size`` and ``device`` of the run config."""
-    if str(cfg.target) not in ("label", "pred"):
-        raise XattrError(f"target={cfg.target} is not an option; use target=label or target=pred")
-    batch_size = int(cfg.batch_size)
-    if batch_size <= 0:
-        raise XattrError(f"batch_size={batch_size} must be positive")
+    """The whole composed run config against its schema (types, ranges, no unknown keys: every key of
+    :mod:`xattr.tasks._schema`), then whether the ``device`` exists here. Called before any work."""
+    check_config(cfg, "run")
     device = str(cfg.get("device", "cpu"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise XattrError(f"device={device} but no CUDA device is available; use device=cpu")

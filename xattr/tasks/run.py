@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:
     """Run the job described by ``cfg`` (``conf/run.yaml``) into ``out_dir`` (default: Hydra's output dir)."""
+    check_run_config(cfg)  # the whole config, before the folder is touched
     folder = RunFolder(output_dir(cfg, out_dir))
     with folder.lock():  # a second process on the folder is refused here, before it writes anything
         if not folder.open(resume=bool(cfg.get("resume", False))):
@@ -98,7 +99,6 @@ class _Job:
 def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     # the manifest first (written, or compared with an interrupted run's): only the cheap dataset is built
     # before it, so a resume with other overrides is refused before any model, method or training
-    check_run_config(cfg)
     device, seed, cache_dir = str(cfg.get("device", "cpu")), int(cfg.seed), Path(cfg.paths.cache_dir)
     seed_everything(seed)  # build in this order: it fixes the seeded random state
     dataset = build_dataset(cfg, names["dataset"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError
+from xattr.tasks._schema import check_config
 from xattr.training._loop import LABEL
 from xattr.utils.seed import seed_everything
 
@@ -47,6 +48,7 @@ def build_trainer(task: DictConfig):
 
 def run(cfg: DictConfig) -> Path:
     """Train what ``cfg.task`` names and return the checkpoint path."""
+    check_config(cfg, "train")  # the whole config (types, ranges, no unknown keys) before any work
     task = cfg.get("task")
     if not isinstance(task, DictConfig):
         raise XattrError("the train config has no task group; run `xattr train task=classifier` "

@@ -156,15 +156,63 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
     accuracy = evaluate_accuracy(model.eval(), test_x, test_y)
     if checkpoint is not None:
         write_final(checkpoint, partial, {"model": model.state_dict(),
-                                          "meta": {**(meta or {}), "test_accuracy": accuracy, "epochs": epochs}})
+                                          "meta": {"image_size": model.spec.input_size[0], **(meta or {}),
+                                                   "test_accuracy": accuracy, "epochs": epochs}})
     return {"test_accuracy": accuracy}
+
+
+def estimate_training_seconds(model: ZooModel, train_set, test_set, *, epochs: int, batch_size: int,
+                              train_size: int | None = None, **_) -> tuple[float, str]:
+    """How long :func:`train_classifier` with this recipe will take here, from measured costs: rendering a few
+    samples, and two AdamW steps (after one warm-up) / one evaluation pass on a copy of ``model`` (the model and
+    the global RNG are left alone). Returns ``(seconds, the recipe in words)``."""
+    import copy
+    import time
+
+    n_train = len(train_set) if train_size is None else min(int(train_size), len(train_set))
+    n_test = len(test_set)
+    started = time.perf_counter()
+    for index in range(min(4, len(train_set))):
+        train_set[index]
+    render = (time.perf_counter() - started) / max(min(4, len(train_set)), 1)
+    probe = copy.deepcopy(model).train()
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    batch = min(int(batch_size), 32, max(n_train, 1))
+    x = torch.rand(batch, 3, *model.spec.input_size, generator=generator)
+    y = torch.randint(0, model.spec.num_classes, (batch,), generator=generator)
+    with torch.random.fork_rng():
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            loss = F.cross_entropy(probe(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        probe.eval()
+        started = time.perf_counter()
+        with torch.no_grad():
+            probe(x)
+        evaluate = (time.perf_counter() - started) / batch
+    step = sum(times[1:]) / (2 * batch)
+    seconds = render * (n_train + n_test) + epochs * (n_train * step + n_test * evaluate)
+    recipe = (f"{epochs} epochs x {n_train} images x {step * 1e3:.2g} ms/image measured, + rendering "
+              f"{n_train + n_test} and evaluating {n_test} images per epoch")
+    return seconds, recipe
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "shapes", image_size: int = 64,
                             cache_dir: str | Path = ".cache", device: str = "cpu", seed: int = 0,
                             **model_kwargs) -> ZooModel:
-    """A trained offline classifier from the cache; trains and caches it first if missing (one log line), once
-    across processes (:func:`xattr.utils.cache.load_or_build`: the others wait for it, then load it)."""
+    """A trained offline classifier from the cache; trains and caches it first if missing, once across processes
+    (:func:`xattr.utils.cache.load_or_build`: the others wait for it, then load it). Before training it logs ONE
+    line: that it trains, which other sizes are cached, and how long it will take (an estimate)."""
     if model_name not in OFFLINE_MODELS:
         raise XattrError(f"{model_name} is not trained here; offline models are {', '.join(OFFLINE_MODELS)}")
     if dataset_name not in BUILTIN_DATASETS:
@@ -179,15 +227,17 @@ def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "s
                                                         **model_kwargs))
 
     def train(path: Path) -> ZooModel:
-        log.warning("no trained %s for %s at %s: training it now (cached for later runs)", model_name,
-                    dataset_name, path)
         torch.manual_seed(seed)
         model = build_model(model_name, num_classes=num_classes, image_size=image_size, **model_kwargs)
         train_set = dataset_cls(split="train", image_size=image_size, seed=seed)
         test_set = dataset_cls(split="test", image_size=image_size, seed=seed)
+        hparams = ClassifierTrainer.from_conf().hparams_for(model_name)
+        seconds, recipe = estimate_training_seconds(model, train_set, test_set, **hparams)
+        log.warning("no trained %s for %s at %d px at %s%s: training one now (cached for later runs), about %s "
+                    "(%s)", model_name, dataset_name, image_size, path, _other_sizes(path, image_size),
+                    _duration(seconds), recipe)
         meta = {"model": model_name, "dataset": dataset_name, "image_size": image_size}
-        train_classifier(model, train_set, test_set, seed=seed, checkpoint=path, meta=meta,
-                         **ClassifierTrainer.from_conf().hparams_for(model_name))
+        train_classifier(model, train_set, test_set, seed=seed, checkpoint=path, meta=meta, **hparams)
         return load(path)
 
     path = checkpoint_path(cache_dir, model_name, dataset_name, image_size)
@@ -203,10 +253,20 @@ def load_cached_classifier(path: Path, model: ZooModel) -> ZooModel:
     return model
 
 
+def _other_sizes(path: Path, image_size: int) -> str:
+    """`` (cached at 64 px: dataset.image_size=64 uses it)`` when the cache holds the model at other sizes."""
+    stem = path.stem.rsplit("-", 1)[0]
+    sizes = sorted(int(p.stem.rsplit("-", 1)[1]) for p in path.parent.glob(f"{stem}-*.pt")
+                   if p.stem.rsplit("-", 1)[1].isdigit() and int(p.stem.rsplit("-", 1)[1]) != image_size)
+    if not sizes:
+        return ""
+    return f" (cached at {', '.join(map(str, sizes))} px: dataset.image_size={sizes[0]} uses it instead)"
+
+
 def checkpoint_accuracy(path: str | Path) -> float | None:
     """Test accuracy recorded in a classifier checkpoint (``None`` if absent)."""
     return cache.read(path, "classifier").get("meta", {}).get("test_accuracy")
 
 
 __all__ = ["ClassifierTrainer", "checkpoint_path", "train_classifier", "load_trained_classifier",
-           "evaluate_accuracy", "checkpoint_accuracy"]
+           "evaluate_accuracy", "checkpoint_accuracy", "estimate_training_seconds"]
