@@ -213,7 +213,9 @@ def test_scan_runs_lists_the_incomplete_folders_too(tmp_path):
         path.mkdir(parents=True)
         (path / name).mkdir() if name == "partial" else (path / name).write_text("{}")
         incomplete.append(path)
-    (sweep / "4-a" / ".hydra").mkdir(parents=True)  # Hydra's folder of a job the run task never wrote to
+    (sweep / "4-a" / ".hydra").mkdir(parents=True)  # Hydra's folder of a job refused before the run task wrote to it
+    incomplete.insert(2, sweep / "4-a")
+    (sweep / "5-a").mkdir()  # an empty folder is no run
     assert scan_runs([sweep]) == (done, incomplete)
     assert scan_runs([done[0], sweep]) == (done, incomplete)
     assert scan_runs([incomplete[0]]) == ([], [incomplete[0]])

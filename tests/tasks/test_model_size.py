@@ -121,7 +121,7 @@ def test_first_use_training_says_so_and_how_long_before_it_starts(tmp_path, monk
     with caplog.at_level(logging.INFO, logger="xattr"):
         model = classifier.load_trained_classifier("tiny_cnn", "shapes", 32, cache)
     assert model.spec.input_size == (32, 32)
-    lines = [m for m in started[0] if "training one now" in m]
+    lines = [m for m in started[0] if "training it now" in m]
     assert len(lines) == 1, started
     line = lines[0]
     assert "no trained tiny_cnn for shapes at 32 px" in line and "cached at 64 px" in line

@@ -95,16 +95,27 @@ def _chunks_only(path: Path) -> None:  # killed before the first status was writ
     (path / "partial").mkdir(parents=True)
 
 
-def _failed_job(path: Path, tmp_path: Path, checkpoint: Path) -> None:  # a real job refused by its config
+def _job(path: Path, tmp_path: Path, checkpoint: Path, bad: str) -> None:  # a real job that stops with exit 2
     assert main(["run", "debug=smoke", "method=saliency", f"model.checkpoint={checkpoint}",
-                 f"paths.root_dir={tmp_path}", f"hydra.run.dir={path}", "dataset.n_samples=0"]) == 2
+                 f"paths.root_dir={tmp_path}", f"hydra.run.dir={path}", bad]) == 2
+
+
+def _failed_job(path: Path, tmp_path: Path, checkpoint: Path) -> None:  # fails while it runs
+    _job(path, tmp_path, checkpoint, "dataset.length=0")
+
+
+def _refused_job(path: Path, tmp_path: Path, checkpoint: Path) -> None:  # refused by the config schema
+    _job(path, tmp_path, checkpoint, "dataset.n_samples=0")
 
 
 # how the folder was left: (make it, the line the report prints for it)
 SKIPPED = {
     "failed": (_failed, "failed at 4/8 samples: RuntimeError: CUDA out of memory"),
-    "failed_job_of_a_sweep": (_failed_job, "failed: XattrError: dataset.n_samples=0 selects nothing; use a positive "
-                                           "number or null"),
+    "failed_job_of_a_sweep": (_failed_job, "failed: XattrError: dataset shapes (split=test, n_samples=4) has no "
+                                           "samples; point paths.data_dir at a filled folder or raise dataset.n_samples "
+                                           "/ dataset.length"),
+    "refused_job_of_a_sweep": (_refused_job, "never started: xattr refused its config before any work (the command "
+                                             "printed why; the config is in .hydra/config.yaml)"),
     "interrupted": (_interrupted, "interrupted at 4/8 samples; continue it with `xattr run resume=true "
                                   "hydra.run.dir={path}` and its overrides"),
     "killed": (_killed, "running at 4/8 samples (still running, or killed before it could record why)"),
@@ -118,7 +129,7 @@ def test_report_names_each_incomplete_folder_and_strict_refuses(case, tmp_path, 
     sweep = tmp_path / "sweep"
     _finished(sweep / "0-saliency")
     skipped = sweep / "1-saliency"
-    make(skipped, tmp_path, checkpoint) if make is _failed_job else make(skipped)
+    make(skipped, tmp_path, checkpoint) if make in (_failed_job, _refused_job) else make(skipped)
     capsys.readouterr()
     line = f"skipped {skipped}: {why.format(path=skipped)}"
 

@@ -270,13 +270,15 @@ def _terminate_as_exception():
 
 #: what only a run folder has (written by ``xattr run``): a folder with one of them and no ``DONE`` is incomplete
 _RUN_FILES = (STATUS, MANIFEST, PARTIAL)
+#: what Hydra writes into a job's folder before xattr runs: a job refused by its config leaves only this
+HYDRA_DIR = ".hydra"
 
 
 def scan_runs(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     """``(complete, incomplete)`` run folders at or below each path, in path order (numbered multirun
     subfolders in numeric order), each once. Complete: :func:`is_complete`; incomplete: a folder the run
     task wrote to (``status.json``, ``manifest.json`` or ``partial/``) without ``DONE`` (interrupted, failed,
-    killed or still running)."""
+    killed or still running), or a job folder Hydra made (``.hydra/``) for a run refused before any work."""
     complete: list[Path] = []
     incomplete: list[Path] = []
     seen: set[Path] = set()
@@ -285,13 +287,14 @@ def scan_runs(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
         if not path.exists():
             raise XattrError(f"run folder {path} does not exist; pass run folders or multirun folders "
                              "(e.g. outputs/multirun/<time>)")
-        folders = {path} if is_complete(path) else {p.parent for name in (DONE, *_RUN_FILES) for p in path.rglob(name)}
+        markers = (DONE, *_RUN_FILES, HYDRA_DIR)
+        folders = {path} if is_complete(path) else {p.parent for name in markers for p in path.rglob(name)}
         for candidate in sorted(folders, key=_natural_key):
             if candidate.resolve() in seen:
                 continue
             if is_complete(candidate):
                 complete.append(candidate)
-            elif any((candidate / name).exists() for name in _RUN_FILES):
+            elif any((candidate / name).exists() for name in (*_RUN_FILES, HYDRA_DIR)):
                 incomplete.append(candidate)
             else:
                 continue

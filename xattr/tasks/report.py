@@ -81,6 +81,9 @@ def skipped_line(run_dir: Path) -> str:
                "and its overrides")
     elif state == "running":
         why = f"running{progress} (still running, or killed before it could record why)"
+    elif state is None and not any((run_dir / name).exists() for name in ("partial", "manifest.json")):
+        why = ("never started: xattr refused its config before any work (the command printed why; "
+               "the config is in .hydra/config.yaml)")
     elif state is None:
         why = "no DONE and no status.json"
     else:

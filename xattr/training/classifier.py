@@ -233,7 +233,7 @@ def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "s
         test_set = dataset_cls(split="test", image_size=image_size, seed=seed)
         hparams = ClassifierTrainer.from_conf().hparams_for(model_name)
         seconds, recipe = estimate_training_seconds(model, train_set, test_set, **hparams)
-        log.warning("no trained %s for %s at %d px at %s%s: training one now (cached for later runs), about %s "
+        log.warning("no trained %s for %s at %d px at %s%s: training it now (cached for later runs), about %s "
                     "(%s)", model_name, dataset_name, image_size, path, _other_sizes(path, image_size),
                     _duration(seconds), recipe)
         meta = {"model": model_name, "dataset": dataset_name, "image_size": image_size}
