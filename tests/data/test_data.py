@@ -50,3 +50,29 @@ def test_collate_and_digits():
     batch = collate([digits[i] for i in range(5)])
     assert batch["image"].shape == (5, 3, 64, 64) and batch["mask"].shape == (5, 64, 64)
     assert len(batch["boxes"]) == 5 and batch["label"].dtype == torch.long
+
+
+@pytest.mark.parametrize("n_samples, num_shards", [(10, 3), (32, 4), (5, 5), (None, 7)])
+def test_shards_split_the_selection_contiguously_and_near_equally(n_samples, num_shards):
+    whole = ShapesDataset(n_samples=n_samples, length=50)
+    shards = [ShapesDataset(n_samples=n_samples, length=50, shard=k, num_shards=num_shards) for k in range(num_shards)]
+    assert [i for shard in shards for i in shard.indices] == whole.indices  # in order, disjoint, complete
+    sizes = [len(shard) for shard in shards]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+    assert [shard.shard_offset for shard in shards] == [sum(sizes[:k]) for k in range(num_shards)]
+    again = ShapesDataset(n_samples=n_samples, length=50, shard=num_shards - 1, num_shards=num_shards)
+    assert again.indices == shards[-1].indices and again[0]["id"] == shards[-1][0]["id"]
+    digits = [DigitsDataset(n_samples=12, shard=k, num_shards=3) for k in range(3)]
+    assert [i for shard in digits for i in shard.indices] == DigitsDataset(n_samples=12).indices
+
+
+@pytest.mark.parametrize("shard, num_shards, expected", [
+    (3, 3, "dataset.shard=3 must be in 0..2 for dataset.num_shards=3"),
+    (-1, 2, "dataset.shard=-1 must be in 0..1"),
+    (0, 0, "dataset.num_shards=0 must be a whole number >= 1"),
+    (2, 3, "dataset.num_shards=3 is more than the 2 selected samples: shard 2 would be empty"),
+])
+def test_bad_shards_are_one_line_errors(shard, num_shards, expected):
+    with pytest.raises(XattrError) as error:
+        ShapesDataset(n_samples=2, shard=shard, num_shards=num_shards)
+    assert expected in str(error.value) and "\n" not in str(error.value)

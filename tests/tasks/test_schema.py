@@ -77,6 +77,11 @@ RUN_CASES = {
     "dataset-n_samples-zero": (["dataset.n_samples=0"], "dataset.n_samples=0 is not valid: expected an integer "
                                                         ">= 1 or null"),
     "dataset-seed-string": (["dataset.seed=abc"], "dataset.seed=abc is not valid"),
+    "dataset-shard-too-big": (["dataset.num_shards=3", "dataset.shard=3"], "dataset 'shapes': dataset.shard=3 is "
+                                                                           "not one of the 3 shards; expected 0..2"),
+    "dataset-shard-negative": (["dataset.shard=-1"], "dataset.shard=-1 is not valid: expected an integer >= 0"),
+    "dataset-num_shards-zero": (["dataset.num_shards=0"], "dataset.num_shards=0 is not valid: expected an integer "
+                                                          ">= 1"),
     "method-option-type": (["method=integrated_gradients", "method.n_steps=abc"],
                            "method 'integrated_gradients': method.n_steps=abc is not valid: expected an integer"),
     "method-option-bool": (["method.abs=maybe"], "method 'saliency': method.abs=maybe is not valid: expected true "

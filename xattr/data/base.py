@@ -13,14 +13,21 @@ from xattr.errors import XattrError
 
 class AttributionDataset(Dataset):
     """Base class: subclasses set ``class_names``, implement ``_raw_len()`` and ``_load(raw_index)``,
-    and call ``_select(n_samples, seed)`` at the end of ``__init__``.
+    and call ``_select(n_samples, seed, shard, num_shards)`` at the end of ``__init__``.
 
     ``n_samples`` picks a seeded random subset (sorted, so ids stay in order); ``None`` keeps all.
+    ``shard``/``num_shards`` then split that selection into ``num_shards`` contiguous, near-equal parts
+    (the first ``len % num_shards`` parts one sample longer) and keep part ``shard``: :func:`shard_bounds`.
+    ``shard_offset`` is the position of the shard's first sample in the whole selection (the run loop
+    seeds batches by it, so a sample's result does not depend on which shard computed it).
     """
 
     name: str = "dataset"
     class_names: Sequence[str] = ()
     indices: list[int] = []
+    shard: int = 0
+    num_shards: int = 1
+    shard_offset: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -32,15 +39,22 @@ class AttributionDataset(Dataset):
     def _load(self, raw_index: int) -> dict:
         raise NotImplementedError
 
-    def _select(self, n_samples: int | None, seed: int = 0) -> None:
+    def _select(self, n_samples: int | None, seed: int = 0, shard: int = 0, num_shards: int = 1) -> None:
+        check_shard(shard, num_shards)
         total = self._raw_len()
-        if n_samples is None or n_samples >= total:
-            self.indices = list(range(total))
-            return
-        if n_samples <= 0:
+        if n_samples is not None and n_samples <= 0:
             raise XattrError(f"dataset.n_samples={n_samples} selects nothing; use a positive number or null")
-        generator = torch.Generator().manual_seed(int(seed))
-        self.indices = sorted(torch.randperm(total, generator=generator)[:n_samples].tolist())
+        if n_samples is None or n_samples >= total:
+            selected = list(range(total))
+        else:
+            generator = torch.Generator().manual_seed(int(seed))
+            selected = sorted(torch.randperm(total, generator=generator)[:n_samples].tolist())
+        start, stop = shard_bounds(len(selected), shard, num_shards)
+        if num_shards > 1 and start == stop:
+            raise XattrError(f"dataset.num_shards={num_shards} is more than the {len(selected)} selected samples: "
+                             f"shard {shard} would be empty; use at most {max(len(selected), 1)} shards")
+        self.shard, self.num_shards, self.shard_offset = int(shard), int(num_shards), start
+        self.indices = selected[start:stop]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -53,6 +67,22 @@ class AttributionDataset(Dataset):
     def check_not_empty(self, where: str) -> None:
         if len(self) == 0:
             raise XattrError(f"dataset {self.name} at {where} is empty; point paths.data_dir at a folder with images")
+
+
+def check_shard(shard: int, num_shards: int) -> None:
+    """One-line error for a shard that does not exist (the config schema refuses these first)."""
+    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
+        raise XattrError(f"dataset.num_shards={num_shards} must be a whole number >= 1 (1: no sharding)")
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < num_shards:
+        raise XattrError(f"dataset.shard={shard} must be in 0..{num_shards - 1} for dataset.num_shards={num_shards}")
+
+
+def shard_bounds(total: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """``(start, stop)`` of part ``shard`` when ``total`` samples are split into ``num_shards`` contiguous
+    near-equal parts (sizes differ by at most one; the first ``total % num_shards`` parts are longer)."""
+    size, extra = divmod(total, num_shards)
+    start = shard * size + min(shard, extra)
+    return start, start + size + (1 if shard < extra else 0)
 
 
 def collate(samples: list[dict]) -> dict:

@@ -23,7 +23,7 @@ class DigitsDataset(AttributionDataset):
     class_names = tuple(str(i) for i in range(10))
 
     def __init__(self, split: str = "test", image_size: int = 64, seed: int = 0, test_fraction: float = 0.25,
-                 n_samples: int | None = None):
+                 n_samples: int | None = None, shard: int = 0, num_shards: int = 1):
         from sklearn.datasets import load_digits
 
         if split not in ("train", "test"):
@@ -35,7 +35,7 @@ class DigitsDataset(AttributionDataset):
         self.targets = data.target
         self.source_indices = order[:n_test] if split == "test" else order[n_test:]
         self.split, self.image_size = split, int(image_size)
-        self._select(n_samples, seed)
+        self._select(n_samples, seed, shard, num_shards)
 
     def _raw_len(self) -> int:
         return len(self.source_indices)

@@ -39,11 +39,11 @@ class FileDataset(AttributionDataset):
     crop_fraction: float = 0.875
     has_boxes: bool = False
 
-    def _finish(self, n_samples: int | None, seed: int, where: Path) -> None:
+    def _finish(self, n_samples: int | None, seed: int, where: Path, shard: int = 0, num_shards: int = 1) -> None:
         if not self.records:
             raise XattrError(f"dataset {self.name} at {where} has no images for split {self.split!r}; "
                              "check the folder layout (see docs/gradients.md)")
-        self._select(n_samples, seed)
+        self._select(n_samples, seed, shard, num_shards)
 
     def _raw_len(self) -> int:
         return len(self.records)

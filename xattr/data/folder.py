@@ -28,7 +28,8 @@ class FolderDataset(FileDataset):
     name = "folder"
 
     def __init__(self, root: str | Path, split: str = "test", image_size: int = 224, seed: int = 0,
-                 n_samples: int | None = None, crop_fraction: float = 0.875, mask_root: str | Path | None = None):
+                 n_samples: int | None = None, crop_fraction: float = 0.875, mask_root: str | Path | None = None,
+                 shard: int = 0, num_shards: int = 1):
         root = Path(root)
         if not root.is_dir():
             raise missing_root(self.name, root, LAYOUT, "folder")
@@ -50,4 +51,4 @@ class FolderDataset(FileDataset):
             import warnings
 
             warnings.warn(f"dataset folder: {missing} images have no mask under {masks}", stacklevel=2)
-        self._finish(n_samples, seed, folder)
+        self._finish(n_samples, seed, folder, shard, num_shards)

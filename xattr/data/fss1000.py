@@ -33,7 +33,8 @@ class FSS1000Dataset(FileDataset):
     name = "fss1000"
 
     def __init__(self, root: str | Path, split: str = "all", image_size: int = 224, seed: int = 0,
-                 n_samples: int | None = None, crop_fraction: float = 1.0):
+                 n_samples: int | None = None, crop_fraction: float = 1.0,
+                 shard: int = 0, num_shards: int = 1):
         root = Path(root)
         if split not in ("all", "train", "test"):
             raise XattrError(f"unknown split {split!r} for fss1000; choose all, train or test")
@@ -50,4 +51,4 @@ class FSS1000Dataset(FileDataset):
             for path in chosen:
                 self.records.append(Record(path=path, label=label, id=f"{class_dir.name}/{path.stem}",
                                            mask_path=path.with_suffix(".png")))
-        self._finish(n_samples, seed, root)
+        self._finish(n_samples, seed, root, shard, num_shards)

@@ -88,7 +88,8 @@ class ImageNetDataset(FileDataset):
     name = "imagenet"
 
     def __init__(self, root: str | Path, split: str = "val", image_size: int = 224, seed: int = 0,
-                 n_samples: int | None = None, crop_fraction: float = 0.875, synset_file: str | Path | None = None):
+                 n_samples: int | None = None, crop_fraction: float = 0.875, synset_file: str | Path | None = None,
+                 shard: int = 0, num_shards: int = 1):
         root = Path(root)
         if split not in ("val", "train"):
             raise XattrError(f"unknown split {split!r} for imagenet; choose val or train")
@@ -114,7 +115,7 @@ class ImageNetDataset(FileDataset):
         else:  # flat: labels from the box annotations
             for path in list_images(folder):
                 self.records.append(self._record(path, None, solution, xml_dir))
-        self._finish(n_samples, seed, folder)
+        self._finish(n_samples, seed, folder, shard, num_shards)
 
     def _record(self, path: Path, label: int | None, solution: dict, xml_dir: Path) -> Record:
         image_id = path.stem
@@ -142,7 +143,8 @@ class _ImageNetVariant(FileDataset):
     folder_name = "imagenet-a"
 
     def __init__(self, root: str | Path, split: str = "test", image_size: int = 224, seed: int = 0,
-                 n_samples: int | None = None, crop_fraction: float = 0.875, synset_file: str | Path | None = None):
+                 n_samples: int | None = None, crop_fraction: float = 0.875, synset_file: str | Path | None = None,
+                 shard: int = 0, num_shards: int = 1):
         root = Path(root)
         if split not in ("test", "val"):
             raise XattrError(f"{self.name} has a single split; use split=test")
@@ -164,7 +166,7 @@ class _ImageNetVariant(FileDataset):
                 self.records.append(Record(path=path, label=index[class_dir.name], id=f"{class_dir.name}/{path.stem}"))
         #: the 1000-class indices present (200 for the official releases); restrict logits to these if wanted
         self.subset_indices = sorted(subset)
-        self._finish(n_samples, seed, root)
+        self._finish(n_samples, seed, root, shard, num_shards)
 
 
 @register_dataset()

@@ -110,20 +110,21 @@ class ShapesDataset(AttributionDataset):
         seed: base seed of the generator.
         length: override the number of samples in the split.
         n_samples: seeded random subset of the split (``None``: all).
+        shard, num_shards: keep contiguous part ``shard`` of ``num_shards`` of the selection (sharded runs).
     """
 
     name = "shapes"
     class_names = CLASS_NAMES
 
     def __init__(self, split: str = "test", image_size: int = 64, seed: int = 0, length: int | None = None,
-                 n_samples: int | None = None):
+                 n_samples: int | None = None, shard: int = 0, num_shards: int = 1):
         if split not in SPLIT_SIZES:
             raise XattrError(f"unknown split {split!r} for shapes; choose one of {', '.join(SPLIT_SIZES)}")
         if image_size < 16:
             raise XattrError(f"shapes image_size={image_size} is too small; use at least 16")
         self.split, self.image_size, self.seed = split, int(image_size), int(seed)
         self.length = SPLIT_SIZES[split] if length is None else int(length)
-        self._select(n_samples, seed)
+        self._select(n_samples, seed, shard, num_shards)
 
     def _raw_len(self) -> int:
         return self.length

@@ -85,6 +85,7 @@ RANGES: dict[str, dict[str, Any]] = {
     "model": {"num_classes": Field(ge=1), "image_size": Field(ge=8, le=4096), "width": Field(ge=1),
               "patch_size": Field(ge=2), "dim": Field(ge=1), "depth": Field(ge=1), "heads": Field(ge=1)},
     "dataset": {"image_size": Field(ge=8, le=4096), "n_samples": Field(ge=1), "seed": Field(ge=0),
+                "shard": Field(ge=0), "num_shards": Field(ge=1),
                 "length": Field(ge=0), "crop_fraction": Field(gt=0, le=1), "test_fraction": Field(gt=0, lt=1)},
     "task": {"epochs": Field(ge=1), "steps": Field(ge=1), "batch_size": Field(ge=1), "train_size": Field(ge=1),
              "save_every": Field(ge=1), "width": Field(ge=1), "depth": Field(ge=1), "lr": Field(gt=0),
@@ -137,7 +138,19 @@ def _check_node(key: str, node: dict) -> list[str]:
     elif group == "model":
         options.update(skip=("device",), extra=_model_builder(node.get("name")))
     label = f"{group} {_label(group, key, node)!r}"
-    return [f"{label}: {problem}" for problem in check_target(node, target, f"{key}.", "it", **options)]
+    problems = check_target(node, target, f"{key}.", "it", **options)
+    if group == "dataset" and not problems:
+        problems = _shard_problems(node)
+    return [f"{label}: {problem}" for problem in problems]
+
+
+def _shard_problems(node: dict) -> list[str]:
+    """``dataset.shard`` must name one of the ``dataset.num_shards`` parts (each is ranged on its own)."""
+    shard, num_shards = node.get("shard", 0), node.get("num_shards", 1)
+    if isinstance(shard, int) and isinstance(num_shards, int) and shard >= num_shards:
+        return [f"dataset.shard={shard} is not one of the {num_shards} shards; expected 0..{num_shards - 1} "
+                f"(dataset.num_shards={num_shards})"]
+    return []
 
 
 def _label(group: str, key: str, node: dict) -> str:

@@ -20,7 +20,10 @@ The run folder (files, chunks, ``DONE``) is :mod:`xattr.runs`; the run holds its
 ``xattr run resume=true hydra.run.dir=<folder> <same overrides>`` keeps the finished batches in ``partial/``
 and computes only the missing ones; the fingerprint in ``manifest.json`` is compared before the model or
 method is built (only the dataset, for its selection). Each batch is seeded with ``seed + batch_index`` so a
-resumed run equals an uninterrupted one.
+resumed run equals an uninterrupted one. Sharded runs (``dataset.shard``/``dataset.num_shards``,
+docs/run.md): a shard's batches lie on the unsharded run's batch grid and ``batch_index`` is the global
+one (:func:`batch_plan`), so a deterministic method's shards equal the unsharded run row for row, and a
+stochastic one's too wherever every shard boundary falls on a multiple of ``batch_size``.
 """
 
 from __future__ import annotations
@@ -103,7 +106,10 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     seed_everything(seed)  # build in this order: it fixes the seeded random state
     dataset = build_dataset(cfg, names["dataset"])
     n_total, batch_size = len(dataset), int(cfg.batch_size)
-    batches = [range(start, min(start + batch_size, n_total)) for start in range(0, n_total, batch_size)]
+    # a shard's batches lie on the unsharded run's batch grid (global batch k: samples k*B..k*B+B-1 of the
+    # whole selection) and are seeded by the global batch index: see batch_plan
+    plan = batch_plan(n_total, batch_size, int(getattr(dataset, "shard_offset", 0)))
+    batches = [rows for _, rows in plan]
     selection = [int(i) for i in getattr(dataset, "indices", range(n_total))]
     finished = folder.start(cfg, selection, names, len(batches))
     folder.write_config(cfg)
@@ -127,7 +133,7 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
         for index, rows in enumerate(batches):
             if index in finished:
                 continue
-            chunk = _run_batch(job, collate([dataset[i] for i in rows]), seed + index, timings)
+            chunk = _run_batch(job, collate([dataset[i] for i in rows]), seed + plan[index][0], timings)
             folder.save_chunk(index, chunk)
             done += len(rows)
             folder.write_status(state="running", done=done, total=n_total, names=names)
@@ -138,6 +144,21 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     timings = {"attribution_seconds_per_image": timings["attribution_seconds"] / computed,
                "metric_seconds_per_image": timings["metric_seconds"] / computed}
     _finish(folder, cfg, dataset, job.kind, names, len(batches), timings)
+
+
+def batch_plan(n_total: int, batch_size: int, offset: int = 0) -> list[tuple[int, range]]:
+    """``(global batch index, local rows)`` for the ``n_total`` samples of a shard that starts at position
+    ``offset`` of the whole selection: batches follow the unsharded run's grid (global batch ``k`` holds
+    positions ``k*batch_size`` … ``k*batch_size+batch_size-1``), so a shard boundary inside a global batch
+    splits that batch in two. Unsharded (``offset=0``): ``[(0, range(0, B)), (1, range(B, 2B)), …]``."""
+    plan = []
+    start = 0
+    while start < n_total:
+        index = (offset + start) // batch_size
+        stop = min((index + 1) * batch_size - offset, n_total)
+        plan.append((index, range(start, stop)))
+        start = stop
+    return plan
 
 
 def _run_batch(job: _Job, batch: dict, batch_seed: int, timings: dict) -> dict[str, np.ndarray]:
