@@ -187,3 +187,52 @@ def test_report_refuses_to_pool_runs_of_the_same_images_unless_asked(case, tmp_p
         assert main(["report", str(sweep), "--by", key, "--out", str(tmp_path / "by")]) == 0
         assert set(pd.read_csv(tmp_path / "by" / "report.csv")["n_runs"]) <= {1, 2}
 
+
+
+def _shard(path: Path, shard: int, num_shards: int = 3, **changes) -> Path:
+    return _finished(path, **{"dataset.shard": shard, "dataset.num_shards": num_shards, **changes})
+
+
+def test_report_merges_the_shards_of_one_config_into_one_run(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for k in range(3):  # the shards of one run may run on different devices
+        _shard(sweep / f"{k}-saliency", k, device=f"cuda:{k}")
+    assert main(["report", str(sweep)]) == 0
+    assert capsys.readouterr().err.strip() == ""
+    assert pd.read_csv(sweep / "report.csv")[["n", "n_runs"]].values.tolist() == [[12, 1]]
+
+
+def test_report_refuses_to_merge_shards_of_different_configs(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    runs = [_shard(sweep / f"{k}-saliency", k, **{"method.beta": 1 if k < 2 else 2}) for k in range(3)]
+    assert main(["report", str(sweep)]) == 2
+    assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [
+        f"error: shards {runs[0]}, {runs[1]}, {runs[2]} (dataset.num_shards=3) share a row but come from different "
+        "configs: they differ in method.beta; merge only shards of one config (rerun the odd shards), or pass --by "
+        "method.beta to keep them apart"]
+    assert not (sweep / "report.csv").exists()
+    assert main(["report", str(sweep), "--by", "method.beta"]) == 0  # two rows, each lacking shards
+    assert sum("incomplete shards" in x for x in capsys.readouterr().err.splitlines()) == 2
+
+
+def test_report_names_missing_shards_and_strict_refuses(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    runs = [_shard(sweep / f"{k}-saliency", k) for k in (0, 2)]
+    line = (f"incomplete shards: {runs[0]}, {runs[1]} hold dataset.shard=0,2 of dataset.num_shards=3; missing "
+            "dataset.shard=1 (run it with the same overrides, or resume its folder); reporting 2 of 3 shards")
+    assert main(["report", str(sweep)]) == 0
+    assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [line]
+    assert pd.read_csv(sweep / "report.csv")[["n", "n_runs"]].values.tolist() == [[8, 1]]
+    assert main(["report", str(sweep), "--strict", "--out", str(tmp_path / "strict")]) == 2
+    assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [
+        line, "error: --strict: 1 sharded run lacks shards (named above); run the missing shards, or leave out --strict"]
+
+
+def test_report_refuses_a_shard_twice(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    runs = [_shard(sweep / "0-saliency", 0), _shard(sweep / "1-saliency", 0, device="cuda:1"),
+            _shard(sweep / "2-saliency", 1)]
+    assert main(["report", str(sweep)]) == 2
+    assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [
+        f"error: runs {runs[0]}, {runs[1]} are the same shard (dataset.shard=0 of dataset.num_shards=3) of one "
+        "config: merging them would count its images twice; report one of them"]

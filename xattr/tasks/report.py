@@ -14,6 +14,7 @@ first RUN_DIR argument, i.e. next to the runs it summarises).
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Sequence
@@ -93,15 +94,20 @@ def skipped_line(run_dir: Path) -> str:
 
 def colliding_runs(frame: pd.DataFrame, keys: Sequence[str]) -> list[list[str]]:
     """Runs (``run`` column) that share a row of ``keys`` and scored the same images
-    (:meth:`~xattr.runs.RunFolder.images`), one list per such set; runs with unknown images never collide."""
+    (:meth:`~xattr.runs.RunFolder.images`), one list per such set; runs with unknown images never collide.
+    With a ``unit`` column (:func:`shard_sets`), the shards of one run count as that one run: its images are
+    the union of theirs (so a complete set of shards collides with the unsharded run of the same images)."""
     collisions = []
     for _, part in frame.groupby(list(keys), sort=False, dropna=False):
+        units: dict[str, list[str]] = {}
+        for run, unit in dict.fromkeys(zip(part["run"], part["unit"] if "unit" in part else part["run"])):
+            units.setdefault(unit, []).append(run)
         by_images: dict[str, list[str]] = {}
-        for run in dict.fromkeys(part["run"]):
-            images = RunFolder(run).images()
+        for runs in units.values():
+            images = _unit_images(runs)
             if images is not None:
-                by_images.setdefault(images, []).append(run)
-        collisions += [runs for runs in by_images.values() if len(runs) > 1]
+                by_images.setdefault(images, []).append(runs)
+        collisions += [[run for runs in sets for run in runs] for sets in by_images.values() if len(sets) > 1]
     return collisions
 
 
@@ -125,6 +131,102 @@ def collision_error(collisions: list[list[str]]) -> XattrError:
                       f"count each image {len(runs)} times; {how}, or pass --pool to pool them anyway")
 
 
+# --------------------------------------------------------------------------- sharded runs
+
+#: config keys in which the shards of one run may differ (they do not change a sample's result, or only by
+#: the floating point of another device): the shard itself, where it ran, what it wrote besides the scores
+SHARD_FREE = ("dataset.shard", "device", "model.device", "resume", "n_figure", "save_maps", "maps_dtype")
+SHARD_FREE_PREFIXES = ("paths.", "hydra.")
+
+
+def shard_of(run: str | Path) -> tuple[int, int]:
+    """``(dataset.shard, dataset.num_shards)`` of a run folder's config; ``(0, 1)`` for an unsharded run."""
+    config = RunFolder(run).config()
+    shard, num_shards = config_value(config, "dataset.shard"), config_value(config, "dataset.num_shards")
+    return (int(shard) if isinstance(shard, int) else 0, int(num_shards) if isinstance(num_shards, int) else 1)
+
+
+def _shard_identity(run: str) -> dict[str, object]:
+    """A shard's flat config less :data:`SHARD_FREE`: equal for the shards of one run."""
+    config = RunFolder(run).config() or OmegaConf.create()
+    flat = _flat(OmegaConf.to_container(config, resolve=False))
+    return {key: value for key, value in flat.items()
+            if key not in SHARD_FREE and not key.startswith(SHARD_FREE_PREFIXES)}
+
+
+def shard_sets(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Group the sharded runs (``dataset.num_shards > 1``) of each row into sets, one per config (less
+    :data:`SHARD_FREE`): each set is one run. Returns ``unit`` (run folder → the name of the run it is part
+    of; an unsharded run is its own) and one stderr line per set that lacks shards.
+
+    Raises (one line) when one row holds shards of different configs and they do not each make up
+    whole sets (e.g. shards 0, 1 with ``method.beta=1`` and shard 2 with ``method.beta=2``), naming the
+    folders and the keys they differ in; and when one set holds a shard twice (same images: ``--pool``)."""
+    unit = {run: run for run in dict.fromkeys(frame["run"])}
+    missing_lines: list[str] = []
+    for _, part in frame.groupby(list(keys), sort=False, dropna=False):
+        sets: dict[tuple[int, str], list[tuple[int, str]]] = {}
+        identities: dict[str, dict] = {}
+        for run in dict.fromkeys(part["run"]):
+            shard, num_shards = shard_of(run)
+            if num_shards <= 1:
+                continue
+            identity = _shard_identity(run)
+            key = json.dumps(identity, sort_keys=True, default=str)
+            identities[key] = identity
+            sets.setdefault((num_shards, key), []).append((shard, run))
+        incomplete = [(n, key) for (n, key), members in sets.items() if {s for s, _ in members} != set(range(n))]
+        for num_shards in {n for n, _ in sets}:
+            kinds = [key for n, key in sets if n == num_shards]
+            if len(kinds) > 1 and any((num_shards, key) in incomplete for key in kinds):
+                runs = [run for key in kinds for _, run in sorted(sets[(num_shards, key)])]
+                configs = [identities[key] for key in kinds]
+                differ = sorted(k for k in set().union(*configs) if len({str(c.get(k)) for c in configs}) > 1)
+                raise XattrError(
+                    f"shards {', '.join(runs)} (dataset.num_shards={num_shards}) share a row but come from "
+                    f"different configs: they differ in {', '.join(differ[:4])}{' …' if len(differ) > 4 else ''}; "
+                    f"merge only shards of one config (rerun the odd shards), or pass --by {differ[0]} to keep "
+                    "them apart")
+        for (num_shards, _), members in sets.items():
+            members.sort()
+            runs = [run for _, run in members]
+            shards = [s for s, _ in members]
+            twice = sorted({s for s in shards if shards.count(s) > 1})
+            if twice:
+                doubled = [run for s, run in members if s == twice[0]]
+                raise XattrError(
+                    f"runs {', '.join(doubled)} are the same shard (dataset.shard={twice[0]} of "
+                    f"dataset.num_shards={num_shards}) of one config: merging them would count its images twice; "
+                    "report one of them")
+            name = f"{runs[0]} [shards of {num_shards}]"
+            for run in runs:
+                unit[run] = name
+            absent = sorted(set(range(num_shards)) - set(shards))
+            if absent:
+                missing_lines.append(
+                    f"incomplete shards: {', '.join(runs)} hold dataset.shard={','.join(map(str, shards))} of "
+                    f"dataset.num_shards={num_shards}; missing dataset.shard={','.join(map(str, absent))} "
+                    f"(run it with the same overrides, or resume its folder); reporting {len(shards)} of "
+                    f"{num_shards} shards")
+    return unit, missing_lines
+
+
+def _unit_images(runs: Sequence[str]) -> str | None:
+    """:meth:`RunFolder.images` of a whole run, its shards merged: the dataset config less shard keys and
+    the union of the shards' selections; ``None`` when unknown."""
+    datasets, selection = [], []
+    for run in runs:
+        recorded = RunFolder(run).read_manifest()
+        if recorded is None or "dataset" not in recorded or recorded.get("selection") is None:
+            return RunFolder(run).images() if len(runs) == 1 else None
+        dataset = {k: v for k, v in recorded["dataset"].items() if k not in ("shard", "num_shards")}
+        datasets.append(json.dumps(dataset, sort_keys=True, default=str))
+        selection += list(recorded["selection"])
+    if len(set(datasets)) != 1:
+        return None
+    return json.dumps([json.loads(datasets[0]), sorted(selection)], sort_keys=True)
+
+
 def pool(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Combine runs sharing ``keys``: n-weighted mean, pooled population std, summed n, run count."""
     rows = []
@@ -141,7 +243,8 @@ def pool(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         else:
             pooled_mean = pooled_std = math.nan
         rows.append({**dict(zip(keys, group if isinstance(group, tuple) else (group,))),
-                     "mean": pooled_mean, "std": pooled_std, "n": int(total), "n_runs": len(part)})
+                     "mean": pooled_mean, "std": pooled_std, "n": int(total),
+                     "n_runs": part["unit"].nunique() if "unit" in part else len(part)})
     return pd.DataFrame(rows)
 
 
@@ -245,10 +348,18 @@ def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Pa
         raise no_complete_runs(run_dirs)
     summaries = load_summaries(runs, by)
     keys = [k for k in by if k not in NAME_COLUMNS] + NAME_COLUMNS
+    unit, missing_shards = shard_sets(summaries, keys)  # the shards of one run are that one run
+    for line in missing_shards:
+        sys.stderr.write(line + "\n")
+    if strict and missing_shards:
+        raise XattrError(f"--strict: {len(missing_shards)} sharded run{'s lack' if len(missing_shards) != 1 else ' lacks'} "
+                         "shards (named above); run the missing shards, or leave out --strict")
+    summaries["unit"] = summaries["run"].map(unit)
     collisions = [] if pool_runs else colliding_runs(summaries, keys)
     if collisions:
         raise collision_error(collisions)
     long = pool(summaries, [*keys, "metric"])
+    n_units, n_shards = len(set(unit.values())), sum(1 for run, name in unit.items() if name != run)
     if paper:
         long = long.merge(load_paper(paper, paper_table), on=["model", "method", "metric"], how="left")
     # model / dataset columns only when they vary; otherwise they go into the caption
@@ -256,7 +367,8 @@ def report(run_dirs: Sequence[str | Path], by: Sequence[str] = (), out: str | Pa
     row_keys = [k for k in keys if k not in constant]
     table = wide_table(long, row_keys, precision)
     caption = (" · ".join(f"{k} {long[k].iloc[0]}" for k in constant) + "; " if constant else "") + \
-        f"mean ± std over samples ({len(runs)} run{'s' if len(runs) != 1 else ''})"
+        f"mean ± std over samples ({n_units} run{'s' if n_units != 1 else ''}" + \
+        (f"; {n_shards} of them shard folders, merged)" if n_shards else ")")
     markdown = f"{caption}\n\n{markdown_table(table)}"
 
     out_dir = Path(out) if out is not None else Path(run_dirs[0])
