@@ -7,7 +7,9 @@ named on stderr, one line from its ``status.json``, and ``strict`` refuses to re
 Rows are (``--by`` keys…, method, model, dataset); columns are metrics; cells are ``mean ± std``. Runs
 that share a row (e.g. dataset seeds) are pooled: mean and population std over all their samples (``n``
 adds up); runs of a row that scored the same images are refused unless ``pool_runs`` (``--pool``), since
-each image would count once per run. Output: the markdown table on stdout, and ``report.csv`` (long
+each image would count once per run. The shards of one run (``dataset.shard``/``dataset.num_shards``,
+:func:`shard_sets`) are that one run: merged, shards of different configs refused, missing shards named on
+stderr (``strict`` refuses). Output: the markdown table on stdout, and ``report.csv`` (long
 format, one row per row-key and metric), ``report.md`` and ``report.tex`` in ``--out`` (default: the
 first RUN_DIR argument, i.e. next to the runs it summarises).
 """
