@@ -92,3 +92,18 @@ def test_presets_compose_and_a_missing_plugin_is_one_line(launcher, tmp_path, ca
     assert error_lines(capsys.readouterr().err) == [
         f"error: hydra/launcher={launcher} needs the package {distribution}, which is not installed; "
         "install the cluster extra: pip install 'xattr[cluster]'"]
+
+
+def test_an_outcome_older_than_the_jobs_hydra_folder_is_not_read(tmp_path):
+    import os
+
+    from xattr import sweeps
+
+    folder = tmp_path / "sweep" / "0-saliency"
+    (folder / ".hydra").mkdir(parents=True)
+    sweeps.write_outcome(folder, None)  # an earlier invocation succeeded ...
+    os.utime(folder / sweeps.OUTCOME, (1, 1))
+    (folder / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    num: 0\n  overrides:\n    task: [seed=1]\n")
+    assert [line.split("]")[1][:14] for line in sweeps.failed_jobs(tmp_path / "sweep")] == [" never started"]
+    os.utime(folder / sweeps.OUTCOME)  # ... this one too
+    assert sweeps.failed_jobs(tmp_path / "sweep") == []

@@ -73,7 +73,9 @@ def _label(folder: Path) -> str:
 def _why(folder: Path) -> str | None:
     """Why the job in ``folder`` did not succeed; None when it did."""
     outcome = folder / OUTCOME
-    if outcome.is_file():
+    # an outcome older than Hydra's .hydra/ of this invocation is an earlier invocation's (this job ended
+    # before its task function began); both are written on the job's machine
+    if outcome.is_file() and outcome.stat().st_mtime >= (folder / HYDRA_CONFIG).stat().st_mtime:
         try:
             return json.loads(outcome.read_text()).get("error")
         except (OSError, ValueError):
