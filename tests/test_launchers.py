@@ -1,5 +1,5 @@
 """Sweeps through Hydra's launchers (conf/hydra/launcher/): a failed job is named and the sweep exits 2,
-whichever launcher ran it (xattr.sweeps reads the job folders after the sweep)."""
+whichever launcher ran it (xattr.tasks.sweeps reads the job folders after the sweep)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_a_job_refused_by_the_schema_and_a_rerun_refused_are_named(tmp_path, che
 
 
 def test_a_job_that_left_no_outcome_is_never_started(tmp_path):
-    from xattr import sweeps
+    from xattr.tasks import sweeps
 
     folder = tmp_path / "sweep" / "0-saliency"
     (folder / ".hydra").mkdir(parents=True)
@@ -83,7 +83,7 @@ def test_presets_compose_and_a_missing_plugin_is_one_line(launcher, tmp_path, ca
         cfg = compose("run", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     preset = OmegaConf.load(CONF_DIR / "hydra" / "launcher" / f"{launcher}.yaml")
     assert cfg.hydra.launcher._target_ == preset._target_
-    assert cfg.hydra.callbacks.xattr_sweep._target_ == "xattr.sweeps.SweepCallback"
+    assert cfg.hydra.callbacks.xattr_sweep._target_ == "xattr.tasks.sweeps.SweepCallback"
     plugin = "hydra_plugins." + ("hydra_joblib_launcher" if launcher == "joblib" else "hydra_submitit_launcher")
     for name in [m for m in sys.modules if m.startswith(plugin)] or [plugin]:
         monkeypatch.setitem(sys.modules, name, None)
@@ -97,7 +97,7 @@ def test_presets_compose_and_a_missing_plugin_is_one_line(launcher, tmp_path, ca
 def test_an_outcome_older_than_the_jobs_hydra_folder_is_not_read(tmp_path):
     import os
 
-    from xattr import sweeps
+    from xattr.tasks import sweeps
 
     folder = tmp_path / "sweep" / "0-saliency"
     (folder / ".hydra").mkdir(parents=True)

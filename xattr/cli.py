@@ -153,7 +153,7 @@ def _hydra_command(command: str, args: list[str]) -> int:
     import hydra
     from omegaconf import DictConfig
 
-    from xattr import sweeps
+    from xattr.tasks import sweeps
 
     sweeps.take_started()  # forget a sweep an earlier call in this process left noted
     job_errors: list[str] = []
@@ -162,7 +162,7 @@ def _hydra_command(command: str, args: list[str]) -> int:
         # User errors are caught here, inside the job, so Hydra does not add its own lines and a sweep goes on
         # with its other jobs (as Hydra's basic launcher does). A single run keeps its error here; a sweep's job
         # may run in another process (joblib, submitit), so it records its outcome in its folder and the
-        # launching process names every failed job from the folders at the end (xattr.sweeps).
+        # launching process names every failed job from the folders at the end (xattr.tasks.sweeps).
         output_dir = _job_output_dir()
         if output_dir is not None:
             (output_dir / sweeps.OUTCOME).unlink(missing_ok=True)
