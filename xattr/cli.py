@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from xattr.errors import XattrError, find_xattr_error
 from xattr.utils.conf import conf_dir
@@ -120,6 +121,15 @@ def _config_error_message(error: BaseException, command: str = "run", args: list
         return _unknown_key_message(unknown.group(1), command, list(args))
     if isinstance(error, OverrideParseException):
         return _one_line(f"cannot parse override: {error}")
+    # a launcher plugin that is not installed: Hydra's plugin scan does not know the class, or (once scanned
+    # in this process) instantiate cannot import it
+    plugin = re.search(r"(?:Unknown plugin class : |Error locating target )'(hydra_plugins\.(hydra_\w+_launcher)\.[\w.]+)'",
+                       str(error))
+    if plugin:
+        chosen = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra/launcher=")]
+        launcher = f"hydra/launcher={chosen[-1]}" if chosen else f"the launcher {plugin.group(1).rsplit('.', 1)[-1]}"
+        return (f"{launcher} needs the package {plugin.group(2).replace('_', '-')}, which is not installed; "
+                "install the cluster extra: pip install 'xattr[cluster]'")
     if isinstance(error, (HydraException, OmegaConfBaseException)):
         return _one_line(error)
     return None
@@ -143,27 +153,44 @@ def _hydra_command(command: str, args: list[str]) -> int:
     import hydra
     from omegaconf import DictConfig
 
+    from xattr.tasks import sweeps
+
+    sweeps.take_started()  # forget a sweep an earlier call in this process left noted
     job_errors: list[str] = []
 
     def task_function(cfg: DictConfig):
-        # User errors are caught here, inside the job, so Hydra does not add its own lines; a sweep goes on
-        # with its other jobs (as Hydra's basic launcher does) and every failed job gets one line at the end.
+        # User errors are caught here, inside the job, so Hydra does not add its own lines and a sweep goes on
+        # with its other jobs (as Hydra's basic launcher does). A single run keeps its error here; a sweep's job
+        # may run in another process (joblib, submitit), so it records its outcome in its folder and the
+        # launching process names every failed job from the folders at the end (xattr.tasks.sweeps).
+        output_dir = _job_output_dir()
+        if output_dir is not None:
+            (output_dir / sweeps.OUTCOME).unlink(missing_ok=True)
         try:
             # imported here so that --help, --cfg and config errors do not pay for importing torch
             if command == "run":
                 from xattr.tasks.run import run as task
             else:
                 from xattr.tasks.train import run as task
-            return task(cfg)
+            result = task(cfg)
         except Exception as error:  # noqa: BLE001 - only XattrError is swallowed, the rest re-raised
             found = _find_xattr_error(error)
             if found is None:
                 raise
-            job_errors.append(_job_label() + str(found))
+            if output_dir is None:
+                job_errors.append(str(found))
+            else:
+                sweeps.write_outcome(output_dir, str(found))
             return None
+        if output_dir is not None:
+            sweeps.write_outcome(output_dir, None)
+        return result
 
     main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(task_function)
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    # the launcher presets (conf/hydra/launcher/) share their names with the plugins' schemas, which Hydra
+    # validates them against (typos refused) with a deprecation warning on every command
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
     # Hydra prints its own multi-line report unless HYDRA_FULL_ERROR is set; with it set the original
     # exception reaches us and we reduce user errors to one line ourselves.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -187,23 +214,28 @@ def _hydra_command(command: str, args: list[str]) -> int:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved_env
+    started = sweeps.take_started()
+    if started is not None:
+        job_errors += sweeps.failed_jobs(*started)
     for message in job_errors:
         _fail(message)
     return USER_ERROR if job_errors else 0
 
 
-def _job_label() -> str:
-    """``[job 1: seed=1] `` in a sweep, empty for a single run."""
+def _job_output_dir():
+    """The job's folder in a sweep (a ``pathlib.Path``), None for a single run or without Hydra."""
     try:
+        from pathlib import Path
+
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
         hydra_cfg = HydraConfig.get()
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            return f"[job {hydra_cfg.job.num}: {' '.join(hydra_cfg.overrides.task)}] "
+            return Path(hydra_cfg.runtime.output_dir)
     except Exception:  # noqa: BLE001 - no Hydra context
         pass
-    return ""
+    return None
 
 
 def _report_parser() -> argparse.ArgumentParser:
