@@ -24,6 +24,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError, find_xattr_error
+from xattr.runs.provenance import process_fields, provenance
 from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from xattr.utils.locks import exclusive
 
@@ -34,8 +35,12 @@ MANIFEST = "manifest.json"
 #: where runs before ``manifest.json`` kept the fingerprint (without the config); read when resuming them
 LEGACY_MANIFEST = f"{PARTIAL}/{MANIFEST}"
 CONFIG = ".hydra/config.yaml"
-#: the manifest's entry holding the composed config; every other entry is the fingerprint
+#: the manifest's entry holding the composed config
 MANIFEST_CONFIG = "config"
+#: the manifest's entry recording the software and host of the folder's first run (:func:`provenance`)
+MANIFEST_PROVENANCE = "provenance"
+#: the manifest's entries that are not the fingerprint (never compared on resume)
+NOT_FINGERPRINT = (MANIFEST_CONFIG, MANIFEST_PROVENANCE)
 PER_SAMPLE = "per_sample.csv"
 SUMMARY = "summary.csv"
 
@@ -46,9 +51,11 @@ def is_complete(run_dir: str | Path) -> bool:
 
 
 def manifest(cfg: DictConfig, selection: list[int], names: dict[str, str]) -> dict:
-    """``manifest.json``: the fingerprint (:func:`fingerprint`) and, under ``config``, the composed config
-    (resolved where it resolves) with the labels the run uses."""
-    return {**fingerprint(cfg, selection, names), MANIFEST_CONFIG: _container(cfg)}
+    """``manifest.json``: the fingerprint (:func:`fingerprint`), under ``config`` the composed config
+    (resolved where it resolves) with the labels the run uses, and under ``provenance`` package versions,
+    Python, host and the xattr checkout's git commit (:func:`xattr.runs.provenance.provenance`)."""
+    return {**fingerprint(cfg, selection, names), MANIFEST_CONFIG: _container(cfg),
+            MANIFEST_PROVENANCE: provenance()}
 
 
 def _container(cfg: DictConfig) -> dict:
@@ -116,8 +123,24 @@ class RunFolder:
         """Hold ``<folder>/.lock`` for the block (create the folder first); another process holding it is
         refused at once with one line (:func:`xattr.utils.locks.exclusive`), before it writes anything."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with exclusive(self.path, f"run folder {self.path}"):
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(exclusive(self.path, f"run folder {self.path}"))
+        except XattrError as error:
+            raise XattrError(f"{error}{self._holder()}") from error
+        with stack:
             yield
+
+    def _holder(self) -> str:
+        """For the refusal of a locked folder: the process its ``running`` status names, if it names one."""
+        try:
+            status = self.status() or {}
+        except (OSError, ValueError):
+            return ""
+        if status.get("state") != "running" or status.get("pid") is None:
+            return ""
+        return (f"; its status.json names process {status['pid']} on {status.get('host')}, last heartbeat "
+                f"{status.get('heartbeat')}")
 
     def open(self, resume: bool) -> bool:
         """Take the folder for a run (call it under :meth:`lock`): create it; refuse one that holds results
@@ -139,7 +162,7 @@ class RunFolder:
         wanted = manifest(cfg, selection, names)
         previous = self.read_manifest()
         if previous is not None:
-            changed = [key for key in wanted if key != MANIFEST_CONFIG and previous.get(key) != wanted[key]]
+            changed = [key for key in wanted if key not in NOT_FINGERPRINT and previous.get(key) != wanted[key]]
             if changed:
                 raise XattrError(f"cannot resume {self.path}: {', '.join(changed)} differ from the interrupted run; "
                                  "repeat its overrides or start a new hydra.run.dir")
@@ -155,8 +178,10 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, OmegaConf.to_yaml(cfg))
 
     def write_status(self, **fields) -> None:
+        """``status.json``: ``fields`` plus this process's ``pid``, ``host`` and a ``heartbeat`` time (UTC), so a
+        ``running`` status of a killed process can be told from a live one (:func:`~xattr.runs.provenance.liveness`)."""
         self._status = fields
-        atomic_write_json(self.path / STATUS, fields)
+        atomic_write_json(self.path / STATUS, {**fields, **process_fields()})
 
     @contextlib.contextmanager
     def recording(self, names: dict[str, str]) -> Iterator[None]:
