@@ -57,9 +57,12 @@ def test_find_runs_under_a_sweep(tmp_path):
         find_runs([sweep / "3-saliency"])
 
 
+PROCESS_FIELDS = ("pid", "host", "heartbeat", "boot_id", "pid_namespace")
+
+
 def _without_process(status: dict) -> dict:
     """``status.json`` less what every write adds about the writing process (tests/runs/test_provenance.py)."""
-    return {key: value for key, value in status.items() if key not in ("pid", "host", "heartbeat")}
+    return {key: value for key, value in status.items() if key not in PROCESS_FIELDS}
 
 
 def test_folder_lifecycle(tmp_path):

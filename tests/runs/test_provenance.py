@@ -5,6 +5,7 @@ without a word (SIGKILL) is told from a live one by the report, the lock refusal
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -20,7 +21,7 @@ from run_helpers import Interrupt, dead_pid, make_cfg
 import xattr.runs.provenance as provenance
 from xattr.cli import main
 from xattr.runs import RunFolder
-from xattr.runs.provenance import PACKAGES, git_state, liveness
+from xattr.runs.provenance import PACKAGES, describe_process, git_state, liveness
 from xattr.utils.locks import exclusive
 
 NAMES = {"method": "saliency", "model": "tiny_cnn", "dataset": "shapes"}
@@ -34,7 +35,7 @@ def _taken(path: Path, checkpoint: Path, tmp_path: Path) -> RunFolder:
     return folder
 
 
-def test_manifest_records_provenance_once_and_resume_does_not_compare_it(tmp_path, checkpoint):
+def test_manifest_records_provenance_once_and_resume_does_not_compare_it(tmp_path, checkpoint, caplog):
     folder = _taken(tmp_path / "run", checkpoint, tmp_path)
     recorded = json.loads(folder.manifest_path.read_text())["provenance"]
     assert set(recorded["packages"]) == set(PACKAGES)
@@ -57,8 +58,14 @@ def test_manifest_records_provenance_once_and_resume_does_not_compare_it(tmp_pat
     written = folder.manifest_path.read_bytes()
     again = RunFolder(folder.path)
     assert again.open(resume=True)
-    assert again.start(make_cfg(tmp_path, checkpoint), [0, 1, 2, 3], NAMES, n_batches=1) == set()
+    with caplog.at_level(logging.WARNING, logger="xattr.runs.folder"):
+        assert again.start(make_cfg(tmp_path, checkpoint), [0, 1, 2, 3], NAMES, n_batches=1) == set()
     assert folder.manifest_path.read_bytes() == written
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "xattr.runs.folder"]
+    assert f"with other software than its first run (manifest.json's provenance): torch 0.0.1 → " \
+           f"{recorded['packages']['torch']}" in warning
+    if "git" in recorded:
+        assert f"git commit 0000000000 → {recorded['git']['commit'][:10]}" in warning
 
 
 def test_provenance_never_fails_without_a_git_checkout_or_git(tmp_path, monkeypatch):
@@ -84,6 +91,12 @@ def test_every_status_write_records_the_process(tmp_path, checkpoint):
     assert liveness({**status, "pid": dead_pid()}) == "dead"
     assert liveness({**status, "host": "node-elsewhere"}) == "unknown"
     assert liveness({"state": "running"}) == "unknown"  # an older status.json names no process
+    if "boot_id" in status:  # Linux: a restarted host runs none of the processes from before
+        assert liveness({**status, "boot_id": "another-boot"}) == "dead"
+        assert "(the host has restarted since)" in describe_process({**status, "boot_id": "another-boot"})
+    if "pid_namespace" in status:  # a container sharing the host name: its PIDs are not ours to check
+        other = {**status, "pid_namespace": "pid:[1]"}
+        assert liveness(other) == "unknown" and "in another PID namespace" in describe_process(other)
 
 
 def _crashed(tmp_path: Path, checkpoint: Path, run_dir: Path, monkeypatch) -> list[str]:

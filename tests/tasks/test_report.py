@@ -113,7 +113,7 @@ def _older_running(path: Path) -> None:  # a status written before status.json r
     _running(path)
     status = json.loads((path / "status.json").read_text())
     (path / "status.json").write_text(json.dumps({k: v for k, v in status.items()
-                                                  if k not in ("pid", "host", "heartbeat")}))
+                                                  if k not in ("pid", "host", "heartbeat", "boot_id", "pid_namespace")}))
 
 
 def _chunks_only(path: Path) -> None:  # killed before the first status was written

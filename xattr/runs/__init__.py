@@ -11,7 +11,7 @@ Run folder (Hydra's output dir)::
                        ``xattr report`` reads for ``--by``), and under ``provenance`` package versions,
                        Python, host and the xattr checkout's git commit/dirty flag (never compared on resume)
     status.json        state running|interrupted|failed|complete, samples done/total, names, timings, error;
-                       every write adds pid, host and heartbeat (UTC): a ``running`` status whose process
+                       every write adds pid, host, heartbeat (UTC) and on Linux boot_id, pid_namespace: a ``running`` status whose process
                        is gone on this host reads as killed (:mod:`xattr.runs.provenance`)
     partial/           while running: one batch-NNNNN.npz chunk per finished batch (removed when the
                        run completes; runs before manifest.json kept their fingerprint here)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import shutil
 from collections.abc import Iterable, Iterator
@@ -24,9 +25,11 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError, find_xattr_error
-from xattr.runs.provenance import process_fields, provenance
+from xattr.runs.provenance import differences, process_fields, provenance
 from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from xattr.utils.locks import exclusive
+
+log = logging.getLogger(__name__)
 
 PARTIAL = "partial"
 DONE = "DONE"
@@ -166,6 +169,10 @@ class RunFolder:
             if changed:
                 raise XattrError(f"cannot resume {self.path}: {', '.join(changed)} differ from the interrupted run; "
                                  "repeat its overrides or start a new hydra.run.dir")
+            software = differences(previous.get(MANIFEST_PROVENANCE) or {}, wanted[MANIFEST_PROVENANCE])
+            if software:  # not refused (a fixed bug, an upgrade), but the folder's batches mix the two
+                log.warning("resuming %s with other software than its first run (manifest.json's provenance): %s",
+                            self.path, ", ".join(software))
         if not self.manifest_path.is_file():  # a new folder, or one of a run older than manifest.json
             atomic_write_json(self.manifest_path, wanted)
         self._owned = True

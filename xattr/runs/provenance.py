@@ -41,6 +41,20 @@ def provenance() -> dict:
     return record
 
 
+def differences(before: dict, now: dict) -> list[str]:
+    """What changed in the software between two :func:`provenance` records, e.g. ``torch 2.1.0 → 2.2.0``,
+    ``git commit 1a2b3c4 → 5d6e7f8``; a package or commit the older record lacks is not a change."""
+    changed = []
+    old_packages, new_packages = before.get("packages") or {}, now.get("packages") or {}
+    for name, version in new_packages.items():
+        if name in old_packages and old_packages[name] != version:
+            changed.append(f"{name} {old_packages[name]} → {version}")
+    old_commit, new_commit = (before.get("git") or {}).get("commit"), (now.get("git") or {}).get("commit")
+    if old_commit and new_commit and old_commit != new_commit:
+        changed.append(f"git commit {old_commit[:10]} → {new_commit[:10]}")
+    return changed
+
+
 def _version(name: str) -> str:
     try:
         return metadata.version(name)
@@ -83,8 +97,28 @@ def now() -> str:
 
 
 def process_fields() -> dict:
-    """What every ``status.json`` write records about the process writing it."""
-    return {"pid": os.getpid(), "host": host(), "heartbeat": now()}
+    """What every ``status.json`` write records about the process writing it: ``pid``, ``host``, ``heartbeat``
+    and, on Linux, ``boot_id`` (changes when the host restarts) and ``pid_namespace`` (differs between
+    containers that share a host name)."""
+    fields = {"pid": os.getpid(), "host": host(), "heartbeat": now()}
+    for key, value in (("boot_id", _boot_id()), ("pid_namespace", _pid_namespace())):
+        if value:
+            fields[key] = value
+    return fields
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except (OSError, AttributeError):
+        return None
 
 
 def pid_alive(pid: int) -> bool:
@@ -103,14 +137,21 @@ def pid_alive(pid: int) -> bool:
 
 
 def liveness(status: dict) -> str:
-    """For a ``running`` status: ``alive`` or ``dead`` (this host; by its PID), ``unknown`` (another host, or
-    no PID recorded). A recycled PID reads as alive: the check can miss a death, never invent one."""
+    """For a ``running`` status: ``alive`` or ``dead`` (this host, by its PID; ``dead`` too when the host has
+    restarted since, by ``boot_id``), ``unknown`` (another host or PID namespace, or no PID recorded). A
+    recycled PID reads as alive: the check can miss a death, never invent one."""
     pid, where = status.get("pid"), status.get("host")
-    if not isinstance(pid, int) or not where:
+    if not isinstance(pid, int) or not where or where != host():
         return "unknown"
-    if where != host():
+    if _differs(status.get("pid_namespace"), _pid_namespace()):
         return "unknown"
+    if _differs(status.get("boot_id"), _boot_id()):
+        return "dead"
     return "alive" if pid_alive(pid) else "dead"
+
+
+def _differs(recorded: str | None, here: str | None) -> bool:
+    return bool(recorded) and bool(here) and recorded != here
 
 
 def describe_process(status: dict) -> str | None:
@@ -121,10 +162,12 @@ def describe_process(status: dict) -> str | None:
         return None
     state = liveness(status)
     if state == "dead":
-        return f"process {pid} on {where} is gone"
+        restarted = " (the host has restarted since)" if _differs(status.get("boot_id"), _boot_id()) else ""
+        return f"process {pid} on {where} is gone{restarted}"
     if state == "alive":
         return f"process {pid} on {where} is alive (last heartbeat {beat})"
-    return f"process {pid} on {where}, which cannot be checked from {host()}; last heartbeat {beat}"
+    other = " in another PID namespace (container)" if where == host() else ""
+    return f"process {pid} on {where}{other}, which cannot be checked from {host()}; last heartbeat {beat}"
 
 
 def describe_running(status: dict, progress: str, resume_hint: str) -> str:
@@ -141,5 +184,5 @@ def describe_running(status: dict, progress: str, resume_hint: str) -> str:
     return f"running{progress}: {process}; if that is long ago it was killed: {resume_hint}"
 
 
-__all__ = ["NOT_INSTALLED", "PACKAGES", "describe_process", "describe_running", "git_state", "host", "liveness", "pid_alive",
+__all__ = ["NOT_INSTALLED", "PACKAGES", "describe_process", "describe_running", "differences", "git_state", "host", "liveness", "pid_alive",
            "process_fields", "provenance"]
