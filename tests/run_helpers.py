@@ -3,6 +3,7 @@ for its top-level ``conftest.py``)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -26,3 +27,12 @@ class Interrupt(Exception):
 def error_lines(stderr: str) -> list[str]:
     """The non-blank lines of a command's stderr (a user error is exactly one: ``error: ...``)."""
     return [line for line in stderr.splitlines() if line.strip()]
+
+
+def dead_pid() -> int:
+    """The PID of a process that existed on this host and is gone (started, SIGKILLed, reaped): what a
+    preempted run's ``status.json`` names."""
+    process = subprocess.Popen(["sleep", "10"])
+    process.kill()
+    process.wait()
+    return process.pid

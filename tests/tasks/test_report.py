@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from run_helpers import dead_pid
 
 from xattr.cli import main
 from xattr.errors import XattrError
@@ -87,8 +90,30 @@ def _interrupted(path: Path) -> None:
         raise KeyboardInterrupt
 
 
-def _killed(path: Path) -> None:  # SIGKILL: the status of the last finished batch stays
+def _running(path: Path) -> None:  # a live run: this process wrote the status of its last finished batch
     _taken(path).write_status(state="running", done=4, total=8, names=NAMES)
+
+
+def _with_status(path: Path, **changes) -> None:
+    status = json.loads((path / "status.json").read_text())
+    (path / "status.json").write_text(json.dumps({**status, **changes}))
+
+
+def _killed(path: Path) -> None:  # SIGKILL: the status of the last finished batch stays, its process is gone
+    _running(path)
+    _with_status(path, pid=dead_pid())
+
+
+def _elsewhere(path: Path) -> None:  # running on another node (a shared file system): not checkable here
+    _running(path)
+    _with_status(path, host="node-elsewhere")
+
+
+def _older_running(path: Path) -> None:  # a status written before status.json recorded its process
+    _running(path)
+    status = json.loads((path / "status.json").read_text())
+    (path / "status.json").write_text(json.dumps({k: v for k, v in status.items()
+                                                  if k not in ("pid", "host", "heartbeat", "boot_id", "pid_namespace")}))
 
 
 def _chunks_only(path: Path) -> None:  # killed before the first status was written
@@ -118,7 +143,15 @@ SKIPPED = {
                                              "printed why; the config is in .hydra/config.yaml)"),
     "interrupted": (_interrupted, "interrupted at 4/8 samples; continue it with `xattr run resume=true "
                                   "hydra.run.dir={path}` and its overrides"),
-    "killed": (_killed, "running at 4/8 samples (still running, or killed before it could record why)"),
+    "running": (_running, "running at 4/8 samples: process {pid} on {host} is alive (last heartbeat {heartbeat})"),
+    "killed": (_killed, "killed at 4/8 samples: process {pid} on {host} is gone; resume it with `xattr run "
+                        "resume=true hydra.run.dir={path}` and its overrides"),
+    "running_on_another_host": (_elsewhere, "running at 4/8 samples: process {pid} on node-elsewhere, which cannot "
+                                            "be checked from {here}; last heartbeat {heartbeat}; if that is long "
+                                            "ago it was killed: resume it with `xattr run resume=true "
+                                            "hydra.run.dir={path}` and its overrides"),
+    "running_older_status": (_older_running, "running at 4/8 samples (still running, or killed before it could "
+                                             "record why)"),
     "no_status": (_chunks_only, "no DONE and no status.json"),
 }
 
@@ -131,7 +164,8 @@ def test_report_names_each_incomplete_folder_and_strict_refuses(case, tmp_path, 
     skipped = sweep / "1-saliency"
     make(skipped, tmp_path, checkpoint) if make in (_failed_job, _refused_job) else make(skipped)
     capsys.readouterr()
-    line = f"skipped {skipped}: {why.format(path=skipped)}"
+    status = RunFolder(skipped).status() or {}
+    line = f"skipped {skipped}: {why.format(path=skipped, here=socket.gethostname(), **status)}"
 
     assert main(["report", str(sweep)]) == 0
     assert [x for x in capsys.readouterr().err.splitlines() if x.strip()] == [line]

@@ -124,12 +124,9 @@ def write_randomization_report(scores: dict[str, torch.Tensor], out_dir: Path, t
     """Table (``randomization.csv``: mode, layer, depth from top, mean and std SSIM) and figure
     (``randomization.png``: mean SSIM per randomised layer, top layer first) from a
     ``RandomizationSanity`` result (or a dict of per-sample lists with the same keys)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
+    from xattr.utils.figures import agg_figure
     from xattr.utils.io import atomic_savefig, atomic_write_text
 
     out_dir = Path(out_dir)
@@ -145,7 +142,8 @@ def write_randomization_report(scores: dict[str, torch.Tensor], out_dir: Path, t
         depth[mode] += 1
     table = pd.DataFrame(rows, columns=["mode", "layer", "order", "ssim_mean", "ssim_std", "n"])
     atomic_write_text(out_dir / "randomization.csv", table.to_csv(index=False))
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * max(len(table) // 2, 4)), 3.2))
+    fig = agg_figure(figsize=(max(4, 0.6 * max(len(table) // 2, 4)), 3.2))
+    ax = fig.subplots()
     for mode, part in table.groupby("mode", sort=False):
         ax.errorbar(part["order"], part["ssim_mean"], yerr=part["ssim_std"], marker="o", capsize=3, label=mode)
     layers = table.drop_duplicates("order").sort_values("order")
@@ -157,5 +155,4 @@ def write_randomization_report(scores: dict[str, torch.Tensor], out_dir: Path, t
     ax.legend()
     fig.tight_layout()
     atomic_savefig(out_dir / "randomization.png", fig)
-    plt.close(fig)
     return table

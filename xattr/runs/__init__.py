@@ -7,9 +7,12 @@ Run folder (Hydra's output dir)::
     .lock              held by the process running in the folder (a second one is refused)
     xattr.log          log of the jobs (Hydra; appended)
     manifest.json      written once by the folder's first run: the resume fingerprint (what must not
-                       change on resume) and, under ``config``, the composed config with the names used;
-                       what ``xattr report`` reads for ``--by``
-    status.json        state running|interrupted|failed|complete, samples done/total, names, timings, error
+                       change on resume), under ``config`` the composed config with the names used (what
+                       ``xattr report`` reads for ``--by``), and under ``provenance`` package versions,
+                       Python, host and the xattr checkout's git commit/dirty flag (never compared on resume)
+    status.json        state running|interrupted|failed|complete, samples done/total, names, timings, error;
+                       every write adds pid, host, heartbeat (UTC) and on Linux boot_id, pid_namespace: a ``running`` status whose process
+                       is gone on this host reads as killed (:mod:`xattr.runs.provenance`)
     partial/           while running: one batch-NNNNN.npz chunk per finished batch (removed when the
                        run completes; runs before manifest.json kept their fingerprint here)
     maps.npz           maps [N,C,H,W], ids [N], targets [N], labels [N]
@@ -33,7 +36,8 @@ maps fields.
 Modules: :mod:`~xattr.runs.folder` (:class:`RunFolder`: lock, open, manifest, status, chunks, ``DONE``,
 reading; :func:`find_runs`, :func:`scan_runs`), :mod:`~xattr.runs.chunks` (chunk arrays and their merge),
 :mod:`~xattr.runs.writers` (per_sample.csv, summary.csv/.md, maps.npz, curves.npz, the overview figure,
-the markdown table writer).
+the markdown table writer), :mod:`~xattr.runs.provenance` (what the manifest records about the software, what
+a status records about its process, and whether that process lives).
 """
 
 from xattr.runs.chunks import Results, chunk_arrays

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import shutil
 from collections.abc import Iterable, Iterator
@@ -24,8 +25,11 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError, find_xattr_error
+from xattr.runs.provenance import differences, process_fields, provenance
 from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from xattr.utils.locks import exclusive
+
+log = logging.getLogger(__name__)
 
 PARTIAL = "partial"
 DONE = "DONE"
@@ -34,8 +38,12 @@ MANIFEST = "manifest.json"
 #: where runs before ``manifest.json`` kept the fingerprint (without the config); read when resuming them
 LEGACY_MANIFEST = f"{PARTIAL}/{MANIFEST}"
 CONFIG = ".hydra/config.yaml"
-#: the manifest's entry holding the composed config; every other entry is the fingerprint
+#: the manifest's entry holding the composed config
 MANIFEST_CONFIG = "config"
+#: the manifest's entry recording the software and host of the folder's first run (:func:`provenance`)
+MANIFEST_PROVENANCE = "provenance"
+#: the manifest's entries that are not the fingerprint (never compared on resume)
+NOT_FINGERPRINT = (MANIFEST_CONFIG, MANIFEST_PROVENANCE)
 PER_SAMPLE = "per_sample.csv"
 SUMMARY = "summary.csv"
 
@@ -46,9 +54,11 @@ def is_complete(run_dir: str | Path) -> bool:
 
 
 def manifest(cfg: DictConfig, selection: list[int], names: dict[str, str]) -> dict:
-    """``manifest.json``: the fingerprint (:func:`fingerprint`) and, under ``config``, the composed config
-    (resolved where it resolves) with the labels the run uses."""
-    return {**fingerprint(cfg, selection, names), MANIFEST_CONFIG: _container(cfg)}
+    """``manifest.json``: the fingerprint (:func:`fingerprint`), under ``config`` the composed config
+    (resolved where it resolves) with the labels the run uses, and under ``provenance`` package versions,
+    Python, host and the xattr checkout's git commit (:func:`xattr.runs.provenance.provenance`)."""
+    return {**fingerprint(cfg, selection, names), MANIFEST_CONFIG: _container(cfg),
+            MANIFEST_PROVENANCE: provenance()}
 
 
 def _container(cfg: DictConfig) -> dict:
@@ -116,8 +126,24 @@ class RunFolder:
         """Hold ``<folder>/.lock`` for the block (create the folder first); another process holding it is
         refused at once with one line (:func:`xattr.utils.locks.exclusive`), before it writes anything."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with exclusive(self.path, f"run folder {self.path}"):
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(exclusive(self.path, f"run folder {self.path}"))
+        except XattrError as error:
+            raise XattrError(f"{error}{self._holder()}") from error
+        with stack:
             yield
+
+    def _holder(self) -> str:
+        """For the refusal of a locked folder: the process its ``running`` status names, if it names one."""
+        try:
+            status = self.status() or {}
+        except (OSError, ValueError):
+            return ""
+        if status.get("state") != "running" or status.get("pid") is None:
+            return ""
+        return (f"; its status.json names process {status['pid']} on {status.get('host')}, last heartbeat "
+                f"{status.get('heartbeat')}")
 
     def open(self, resume: bool) -> bool:
         """Take the folder for a run (call it under :meth:`lock`): create it; refuse one that holds results
@@ -139,10 +165,14 @@ class RunFolder:
         wanted = manifest(cfg, selection, names)
         previous = self.read_manifest()
         if previous is not None:
-            changed = [key for key in wanted if key != MANIFEST_CONFIG and previous.get(key) != wanted[key]]
+            changed = [key for key in wanted if key not in NOT_FINGERPRINT and previous.get(key) != wanted[key]]
             if changed:
                 raise XattrError(f"cannot resume {self.path}: {', '.join(changed)} differ from the interrupted run; "
                                  "repeat its overrides or start a new hydra.run.dir")
+            software = differences(previous.get(MANIFEST_PROVENANCE) or {}, wanted[MANIFEST_PROVENANCE])
+            if software:  # not refused (a fixed bug, an upgrade), but the folder's batches mix the two
+                log.warning("resuming %s with other software than its first run (manifest.json's provenance): %s",
+                            self.path, ", ".join(software))
         if not self.manifest_path.is_file():  # a new folder, or one of a run older than manifest.json
             atomic_write_json(self.manifest_path, wanted)
         self._owned = True
@@ -155,8 +185,10 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, OmegaConf.to_yaml(cfg))
 
     def write_status(self, **fields) -> None:
+        """``status.json``: ``fields`` plus this process's ``pid``, ``host`` and a ``heartbeat`` time (UTC), so a
+        ``running`` status of a killed process can be told from a live one (:func:`~xattr.runs.provenance.liveness`)."""
         self._status = fields
-        atomic_write_json(self.path / STATUS, fields)
+        atomic_write_json(self.path / STATUS, {**fields, **process_fields()})
 
     @contextlib.contextmanager
     def recording(self, names: dict[str, str]) -> Iterator[None]:

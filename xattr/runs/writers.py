@@ -12,6 +12,7 @@ import numpy as np
 from xattr.errors import XattrError
 from xattr.runs.chunks import Results
 from xattr.runs.folder import PER_SAMPLE, SUMMARY
+from xattr.utils.figures import agg_figure
 from xattr.utils.io import atomic_save_dataframe, atomic_save_npz, atomic_savefig, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -99,13 +100,9 @@ def write_summary(run_dir: Path, summary, names: dict[str, str], description: st
 def overview_figure(images, maps: np.ndarray, captions: list[str], title: str):
     """Two rows: the images (titled by ``captions``), then |map| (summed over channels, per-image
     max-normalised) over a grey copy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = images.shape[0]
-    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.4), squeeze=False)
+    fig = agg_figure(figsize=(2.0 * n, 4.4))
+    axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         image = images[i].permute(1, 2, 0).clamp(0, 1).numpy()
         heat = np.abs(maps[i].astype(np.float32).sum(axis=0))
@@ -122,10 +119,4 @@ def overview_figure(images, maps: np.ndarray, captions: list[str], title: str):
 
 def write_overview(run_dir: Path, images, maps: np.ndarray, captions: list[str], title: str) -> None:
     """``figures/overview.png`` from :func:`overview_figure`."""
-    import matplotlib.pyplot as plt
-
-    fig = overview_figure(images, maps, captions, title)
-    try:
-        atomic_savefig(run_dir / "figures" / "overview.png", fig)
-    finally:
-        plt.close(fig)
+    atomic_savefig(run_dir / "figures" / "overview.png", overview_figure(images, maps, captions, title))

@@ -83,15 +83,12 @@ def difficulty_breakdown(per_sample: pd.DataFrame, out_dir: Path, n_bins: int = 
 
 
 def _plot(table: pd.DataFrame, names: list[str], n_bins: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from xattr.utils.figures import agg_figure
     from xattr.utils.io import atomic_savefig
 
     labels = {"dauc": "ΔInsDel (insertion − deletion AUC)", "delta_road": "ΔROAD (LeRF − MoRF)"}
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.4), squeeze=False)
+    fig = agg_figure(figsize=(4.6 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), squeeze=False)
     several = table[["model", "dataset"]].drop_duplicates().shape[0] > 1
     for ax, name in zip(axes[0], names):
         for key, part in table.groupby(GROUP, sort=False):
@@ -106,4 +103,3 @@ def _plot(table: pd.DataFrame, names: list[str], n_bins: int, path: Path) -> Non
         ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_savefig(path, fig)
-    plt.close(fig)

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from xattr.errors import XattrError
 from xattr.runs import RunFolder, markdown_table, no_complete_runs, scan_runs
+from xattr.runs.provenance import describe_running
 from xattr.utils.io import atomic_save_dataframe, atomic_write_text
 
 NAME_COLUMNS = ["method", "model", "dataset"]
@@ -82,8 +83,9 @@ def skipped_line(run_dir: Path) -> str:
     elif state == "interrupted":
         why = (f"interrupted{progress}; continue it with `xattr run resume=true hydra.run.dir={run_dir}` "
                "and its overrides")
-    elif state == "running":
-        why = f"running{progress} (still running, or killed before it could record why)"
+    elif state == "running":  # alive, killed (same host, its PID is gone) or not checkable (another host)
+        why = describe_running(status, progress, f"resume it with `xattr run resume=true hydra.run.dir={run_dir}` "
+                                                 "and its overrides")
     elif state is None and not any((run_dir / name).exists() for name in ("partial", "manifest.json")):
         why = ("never started: xattr refused its config before any work (the command printed why; "
                "the config is in .hydra/config.yaml)")

@@ -40,6 +40,7 @@ from omegaconf import DictConfig, open_dict
 
 from xattr.data import collate
 from xattr.runs import Results, RunFolder, chunk_arrays, is_complete, markdown_table, summarise
+from xattr.runs.provenance import describe_process
 from xattr.runs.writers import (
     per_sample_frame,
     write_curves,
@@ -73,9 +74,13 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:
     check_run_config(cfg)  # the whole config, before the folder is touched
     folder = RunFolder(output_dir(cfg, out_dir))
     with folder.lock():  # a second process on the folder is refused here, before it writes anything
+        previous = folder.status() if (folder.path / "status.json").is_file() else None
         if not folder.open(resume=bool(cfg.get("resume", False))):
             log.info("run folder %s is already complete; nothing to do", folder.path)
             return folder.path
+        if previous and previous.get("state") == "running":  # no end recorded: killed (we hold the lock now)
+            log.warning("run folder %s: the run before this one never recorded an end (%s); resuming it",
+                        folder.path, describe_process(previous) or "killed, or an older xattr")
         names = run_names(cfg)
         # record the labels in the config (names.* = Hydra's chosen config names unless set): the manifest's
         # config is what `xattr report --by names.method` reads

@@ -239,12 +239,10 @@ def save_final(checkpoint: Path | None, partial: Path | None, ema, config: dict,
 
 def save_loss_curve(path: Path, losses: list[float], title: str) -> None:
     """Loss per step (raw and running mean) as a PNG."""
-    import matplotlib
+    from xattr.utils.figures import agg_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = agg_figure(figsize=(5, 3))
+    ax = fig.subplots()
     steps = range(1, len(losses) + 1)
     ax.plot(steps, losses, lw=0.5, alpha=0.5, label="loss")
     if len(losses) >= 10:
@@ -258,7 +256,6 @@ def save_loss_curve(path: Path, losses: list[float], title: str) -> None:
     ax.legend()
     fig.tight_layout()
     atomic_savefig(path, fig)
-    plt.close(fig)
 
 
 def load_network(path: str | Path, network_cls: type, task: str, device: str = "cpu") -> torch.nn.Module:

@@ -59,7 +59,9 @@ def atomic_save_dataframe(path: str | os.PathLike, frame) -> Path:
 
 
 def atomic_savefig(path: str | os.PathLike, figure, **kwargs) -> Path:
-    """Save a matplotlib figure (PNG by default) atomically."""
+    """Save a matplotlib figure (PNG by default) atomically: a :class:`matplotlib.figure.Figure` of its own
+    (:func:`xattr.utils.figures.agg_figure`, or a bare one: ``savefig`` picks the canvas for the format), no
+    pyplot needed."""
     buffer = io.BytesIO()
     kwargs.setdefault("format", Path(path).suffix.lstrip(".") or "png")
     kwargs.setdefault("dpi", 120)
