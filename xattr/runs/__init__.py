@@ -4,6 +4,7 @@ Run folder (Hydra's output dir)::
 
     .hydra/            Hydra's log of the last invocation: config, overrides (written by Hydra before the
                        task runs, also by a refused one; never read for results, except by older folders)
+                       and ``.hydra/xattr_job.json``: a sweep job's outcome ``{"error": …}`` for this invocation
     .lock              held by the process running in the folder (a second one is refused)
     xattr.log          log of the jobs (Hydra; appended)
     manifest.json      written once by the folder's first run: the resume fingerprint (what must not
