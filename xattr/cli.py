@@ -52,11 +52,6 @@ def _one_line(text: str) -> str:
     return joined
 
 
-def _find_xattr_error(error: BaseException) -> XattrError | None:
-    """The XattrError in ``error``'s cause/context chain (Hydra wraps errors raised in instantiate)."""
-    return find_xattr_error(error)
-
-
 def _group_options(group: str) -> list[str]:
     folder = CONF_DIR / group
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
@@ -174,7 +169,7 @@ def _hydra_command(command: str, args: list[str]) -> int:
                 from xattr.tasks.train import run as task
             result = task(cfg)
         except Exception as error:  # noqa: BLE001 - only XattrError is swallowed, the rest re-raised
-            found = _find_xattr_error(error)
+            found = find_xattr_error(error)
             if found is None:
                 raise
             if output_dir is None:
@@ -201,7 +196,7 @@ def _hydra_command(command: str, args: list[str]) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else _fail(str(code)))
     except Exception as error:  # noqa: BLE001 - classify: user error → one line, bug → traceback
-        found = _find_xattr_error(error)
+        found = find_xattr_error(error)
         if found is not None:
             return _fail(str(found))
         message = _config_error_message(error, command, args)
