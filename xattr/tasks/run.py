@@ -74,7 +74,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:
     check_run_config(cfg)  # the whole config, before the folder is touched
     folder = RunFolder(output_dir(cfg, out_dir))
     with folder.lock():  # a second process on the folder is refused here, before it writes anything
-        previous = folder.status() if (folder.path / "status.json").is_file() else None
+        previous = folder.status()
         if not folder.open(resume=bool(cfg.get("resume", False))):
             log.info("run folder %s is already complete; nothing to do", folder.path)
             return folder.path
@@ -114,11 +114,10 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     # a shard's batches lie on the unsharded run's batch grid (global batch k: samples k*B..k*B+B-1 of the
     # whole selection) and are seeded by the global batch index: see batch_plan
     plan = batch_plan(n_total, batch_size, int(getattr(dataset, "shard_offset", 0)))
-    batches = [rows for _, rows in plan]
     selection = [int(i) for i in getattr(dataset, "indices", range(n_total))]
-    finished = folder.start(cfg, selection, names, len(batches))
+    finished = folder.start(cfg, selection, names, len(plan))
     folder.write_config(cfg)
-    done = sum(len(batches[k]) for k in finished)
+    done = sum(len(plan[k][1]) for k in finished)
     if finished:
         log.info("resuming %s: %d of %d samples already done", folder.path, done, n_total)
     folder.write_status(state="running", done=done, total=n_total, names=names)
@@ -135,10 +134,10 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     bar = tqdm(total=n_total, initial=done, unit="img", leave=False, disable=None,
                desc=f"{names['method']} · {names['model']} · {names['dataset']}")
     try:
-        for index, rows in enumerate(batches):
+        for index, (global_index, rows) in enumerate(plan):
             if index in finished:
                 continue
-            chunk = _run_batch(job, collate([dataset[i] for i in rows]), seed + plan[index][0], timings)
+            chunk = _run_batch(job, collate([dataset[i] for i in rows]), seed + global_index, timings)
             folder.save_chunk(index, chunk)
             done += len(rows)
             folder.write_status(state="running", done=done, total=n_total, names=names)
@@ -148,7 +147,7 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     computed = max(timings.pop("computed_samples"), 1)
     timings = {"attribution_seconds_per_image": timings["attribution_seconds"] / computed,
                "metric_seconds_per_image": timings["metric_seconds"] / computed}
-    _finish(folder, cfg, dataset, job.kind, names, len(batches), timings)
+    _finish(folder, cfg, dataset, job.kind, names, len(plan), timings)
 
 
 def batch_plan(n_total: int, batch_size: int, offset: int = 0) -> list[tuple[int, range]]:
