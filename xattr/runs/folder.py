@@ -25,7 +25,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError, find_xattr_error
-from xattr.runs.provenance import differences, process_fields, provenance
+from xattr.runs.provenance import describe_running, differences, process_fields, provenance
 from xattr.utils.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from xattr.utils.locks import exclusive
 
@@ -332,6 +332,35 @@ def scan_runs(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
                 continue
             seen.add(candidate.resolve())
     return complete, incomplete
+
+
+#: why a folder with only Hydra's ``.hydra/`` is not complete (the job never reached the run task)
+NEVER_STARTED = ("never started: xattr refused its config before any work (the command printed why; "
+                 "the config is in .hydra/config.yaml)")
+
+
+def why_incomplete(run_dir: str | Path, never_started: str = NEVER_STARTED) -> str | None:
+    """Why the run folder ``run_dir`` is not complete, in words from its ``status.json`` (failed with its error,
+    interrupted, killed or still running, with its progress); ``never_started`` for a folder the run task never
+    wrote to; ``None`` when it is complete. Read by ``xattr report`` and by a sweep naming its failed jobs."""
+    run_dir = Path(run_dir)
+    status = RunFolder(run_dir).status()
+    if status is None:
+        if not any((run_dir / name).exists() for name in (PARTIAL, MANIFEST)):
+            return never_started
+        return "no DONE and no status.json"
+    state = status.get("state")
+    if state == "complete" and is_complete(run_dir):
+        return None
+    progress = f" at {status['done']}/{status['total']} samples" if {"done", "total"} <= set(status) else ""
+    resume = f"`xattr run resume=true hydra.run.dir={run_dir}` and its overrides"
+    if state == "failed":
+        return f"failed{progress}: {status.get('error', 'no error recorded')}"
+    if state == "interrupted":
+        return f"interrupted{progress}; continue it with {resume}"
+    if state == "running":  # alive, killed (same host, its PID is gone) or not checkable (another host)
+        return describe_running(status, progress, f"resume it with {resume}")
+    return f"state {state}{progress} but no DONE"
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from xattr.errors import XattrError
 from xattr.runs import RunFolder, markdown_table, no_complete_runs, scan_runs
-from xattr.runs.provenance import describe_running
+from xattr.runs.folder import why_incomplete
 from xattr.utils.io import atomic_save_dataframe, atomic_write_text
 
 NAME_COLUMNS = ["method", "model", "dataset"]
@@ -75,25 +75,7 @@ def load_summaries(run_dirs: Sequence[Path], by: Sequence[str] = ()) -> pd.DataF
 
 def skipped_line(run_dir: Path) -> str:
     """One line naming an incomplete run folder and, from its ``status.json``, why it is not complete."""
-    status = RunFolder(run_dir).status() or {}
-    state = status.get("state")
-    progress = f" at {status['done']}/{status['total']} samples" if {"done", "total"} <= set(status) else ""
-    if state == "failed":
-        why = f"failed{progress}: {status.get('error', 'no error recorded')}"
-    elif state == "interrupted":
-        why = (f"interrupted{progress}; continue it with `xattr run resume=true hydra.run.dir={run_dir}` "
-               "and its overrides")
-    elif state == "running":  # alive, killed (same host, its PID is gone) or not checkable (another host)
-        why = describe_running(status, progress, f"resume it with `xattr run resume=true hydra.run.dir={run_dir}` "
-                                                 "and its overrides")
-    elif state is None and not any((run_dir / name).exists() for name in ("partial", "manifest.json")):
-        why = ("never started: xattr refused its config before any work (the command printed why; "
-               "the config is in .hydra/config.yaml)")
-    elif state is None:
-        why = "no DONE and no status.json"
-    else:
-        why = f"state {state}{progress} but no DONE"
-    return f"skipped {run_dir}: {why}"
+    return f"skipped {run_dir}: {why_incomplete(run_dir)}"
 
 
 def colliding_runs(frame: pd.DataFrame, keys: Sequence[str]) -> list[list[str]]:

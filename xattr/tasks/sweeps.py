@@ -21,9 +21,11 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from xattr.runs import RunFolder, scan_runs
+from xattr.runs.folder import why_incomplete
 
 OUTCOME = ".hydra/xattr_job.json"
+#: a job folder with only Hydra's files and no outcome: the job ended before its task function ran
+NEVER_STARTED = "never started: the job ended before any work and recorded no outcome (see its log)"
 HYDRA_CONFIG = ".hydra/hydra.yaml"
 
 #: the sweep the last :class:`SweepCallback` saw start in this process: (sweep dir, job folders before it)
@@ -62,16 +64,18 @@ def write_outcome(output_dir: str | Path, error: str | None) -> None:
         atomic_write_json(path, {"error": error})
 
 
-def _label(folder: Path) -> str:
+def _job(folder: Path) -> tuple[int, str]:
+    """``(job number, "job N: overrides")`` of a job folder, from Hydra's ``.hydra/hydra.yaml`` (read once)."""
     try:
         hydra = OmegaConf.load(folder / HYDRA_CONFIG).hydra
-        return f"job {hydra.job.num}: {' '.join(str(o) for o in hydra.overrides.task)}"
+        return int(hydra.job.num), f"job {hydra.job.num}: {' '.join(str(o) for o in hydra.overrides.task)}"
     except Exception:  # noqa: BLE001 - name the folder rather than fail while reporting
-        return f"job {folder.name}"
+        return 1 << 30, f"job {folder.name}"
 
 
 def _why(folder: Path) -> str | None:
-    """Why the job in ``folder`` did not succeed; None when it did."""
+    """Why the job in ``folder`` did not succeed; None when it did: its outcome's error, else what its run
+    folder says (:func:`xattr.runs.folder.why_incomplete`)."""
     outcome = folder / OUTCOME
     # an outcome older than Hydra's .hydra/ of this invocation is an earlier invocation's (this job ended
     # before its task function began); both are written on the job's machine
@@ -80,42 +84,18 @@ def _why(folder: Path) -> str | None:
             return json.loads(outcome.read_text()).get("error")
         except (OSError, ValueError):
             pass
-    status = RunFolder(folder).status()
-    if status is None:
-        if any((folder / name).exists() for name in ("partial", "manifest.json")):
-            return "no DONE and no status.json (killed?)"
-        return "never started: the job ended before any work and recorded no outcome (see its log)"
-    state = status.get("state")
-    if state == "complete":
-        return None
-    error = str(status.get("error") or "")
-    error = error.removeprefix("XattrError: ")
-    progress = f" at {status['done']}/{status['total']} samples" if {"done", "total"} <= set(status) else ""
-    return f"{state}{progress}" + (f": {error}" if error else "")
+    return why_incomplete(folder, NEVER_STARTED)
 
 
 def failed_jobs(sweep_dir: str | Path, before: dict[Path, float] | None = None) -> list[str]:
     """``[job N: overrides] why`` for each job folder below ``sweep_dir`` that the sweep wrote (new since
     ``before``, or its ``.hydra/`` rewritten) and that did not succeed, in job order."""
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        return []
     before = before or {}
-    now = _job_folders(sweep_dir)
-    complete, incomplete = scan_runs([sweep_dir])
-    ordered = [*dict.fromkeys([*complete, *incomplete, *sorted(now)])]
+    touched = [folder for folder, written in _job_folders(sweep_dir).items() if before.get(folder) != written]
     lines = []
-    for folder in sorted(ordered, key=lambda p: _job_num(p)):
-        if folder not in now or before.get(folder) == now[folder]:
-            continue  # not a job folder, or one this sweep did not touch
+    for (_, label), folder in sorted((_job(folder), folder) for folder in touched):
         why = _why(folder)
         if why is not None:
-            lines.append(f"[{_label(folder)}] {why}")
+            lines.append(f"[{label}] {why}")
     return lines
-
-
-def _job_num(folder: Path) -> tuple[int, str]:
-    try:
-        return int(OmegaConf.load(folder / HYDRA_CONFIG).hydra.job.num), str(folder)
-    except Exception:  # noqa: BLE001
-        return 1 << 30, str(folder)
