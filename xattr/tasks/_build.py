@@ -38,18 +38,24 @@ def run_names(cfg: DictConfig) -> dict[str, str]:
     runtime = _hydra_runtime()
     choices = dict(runtime.choices) if runtime is not None else {}
 
-    def target_name(node: DictConfig | None, strip: str = "") -> str:
-        target = str((node or {}).get("_target_", "unknown"))
-        last = target.rsplit(".", 1)[-1]
-        return last.lower().removesuffix(strip) or last.lower()
+    return {key: str(names.get(key) or choices.get(key) or node_label(key, cfg.get(key)))
+            for key in ("method", "model", "dataset")}
 
-    derived = {
-        "method": str(cfg.method.get("_target_", "method")).rsplit(".", 2)[-2] if "_target_" in cfg.method
-        else "method",
-        "model": str(cfg.model.get("name") or target_name(cfg.model)),
-        "dataset": target_name(cfg.dataset, "dataset"),
-    }
-    return {key: str(names.get(key) or choices.get(key) or derived[key]) for key in ("method", "model", "dataset")}
+
+def node_label(group: str, node) -> str:
+    """The label a config node of ``group`` gets when no name is chosen: a model's (or task's) ``name``, else its
+    target's last part; a method's module (``xattr.methods.saliency.Saliency`` → ``saliency``); a dataset's class
+    less ``Dataset`` (``ShapesDataset`` → ``shapes``)."""
+    node = node or {}
+    target = str(node.get("_target_", "unknown"))
+    last = target.rsplit(".", 1)[-1]
+    if group in ("model", "task"):
+        return str(node.get("name") or last.lower())
+    if group == "method":
+        return target.rsplit(".", 2)[-2] if "_target_" in node and target.count(".") >= 2 else "method"
+    if group == "dataset":
+        return last.lower().removesuffix("dataset") or last.lower()
+    return last.lower()
 
 
 def output_dir(cfg: DictConfig, out_dir: str | Path | None = None) -> Path:

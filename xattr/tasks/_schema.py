@@ -137,7 +137,9 @@ def _check_node(key: str, node: dict) -> list[str]:
         options["labels"] = (LABEL,)
     elif group == "model":
         options.update(skip=("device",), extra=_model_builder(node.get("name")))
-    label = f"{group} {_label(group, key, node)!r}"
+    from xattr.tasks._build import node_label
+
+    label = f"{group} {key.split('.', 1)[-1] if group == 'metric' else node_label(group, node)!r}"
     problems = check_target(node, target, f"{key}.", "it", **options)
     if group == "dataset" and not problems:
         problems = _shard_problems(node)
@@ -151,19 +153,6 @@ def _shard_problems(node: dict) -> list[str]:
         return [f"dataset.shard={shard} is not one of the {num_shards} shards; expected 0..{num_shards - 1} "
                 f"(dataset.num_shards={num_shards})"]
     return []
-
-
-def _label(group: str, key: str, node: dict) -> str:
-    """The node's name as the run's labels have it: a model's or task's ``name``, a method's module, a
-    dataset's class less ``Dataset``, a metric's key."""
-    target = str(node["_target_"])
-    if group in ("model", "task") and isinstance(node.get("name"), str):
-        return node["name"]
-    if group == "method":
-        return target.rsplit(".", 2)[-2] if target.count(".") >= 2 else target
-    if group == "dataset":
-        return target.rsplit(".", 1)[-1].lower().removesuffix("dataset") or target
-    return key.split(".", 1)[-1]
 
 
 def _model_builder(name: Any):
