@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from xattr.errors import XattrError
 from xattr.utils import cache
+from xattr.utils.hooks import forward_hook
 from xattr.utils.io import atomic_torch_save
 
 __all__ = [
@@ -242,16 +243,14 @@ def _estimate(model: nn.Module, layer_name: str, dataset, n_samples: int, batch_
 
     bar = tqdm(total=n_use, desc=f"feature stats {layer_name}", leave=False,
                disable=not progress or None)
-    handle = layer.register_forward_hook(hook)
     try:
-        with torch.no_grad():
+        with forward_hook(layer, hook), torch.no_grad():
             for batch in loader:
                 images = _images_of(batch).to(device)
                 with contextlib.suppress(_StopForward):
                     model(images)
                 bar.update(images.shape[0])
     finally:
-        handle.remove()
         bar.close()
     if estimator.n_samples == 0:
         raise XattrError(f"layer {layer_name!r} was never called in the forward pass; pick another layer")

@@ -58,9 +58,7 @@ def differences(before: dict, now: dict) -> list[str]:
 def _version(name: str) -> str:
     try:
         return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return NOT_INSTALLED
-    except Exception:  # noqa: BLE001 - a broken distribution's metadata must not stop a run
+    except Exception:  # noqa: BLE001 - missing (PackageNotFoundError), or broken metadata: must not stop a run
         return NOT_INSTALLED
 
 
@@ -154,13 +152,13 @@ def _differs(recorded: str | None, here: str | None) -> bool:
     return bool(recorded) and bool(here) and recorded != here
 
 
-def describe_process(status: dict) -> str | None:
-    """The process a ``running`` status names, and whether it lives (:func:`liveness`); ``None`` when the
-    status names none (written before ``status.json`` recorded it)."""
+def describe_process(status: dict, state: str | None = None) -> str | None:
+    """The process a ``running`` status names, and whether it lives (``state``: :func:`liveness`, computed when
+    not given); ``None`` when the status names none (written before ``status.json`` recorded it)."""
     pid, where, beat = status.get("pid"), status.get("host"), status.get("heartbeat")
     if not isinstance(pid, int) or not where:
         return None
-    state = liveness(status)
+    state = state or liveness(status)
     if state == "dead":
         restarted = " (the host has restarted since)" if _differs(status.get("boot_id"), _boot_id()) else ""
         return f"process {pid} on {where} is gone{restarted}"
@@ -173,10 +171,10 @@ def describe_process(status: dict) -> str | None:
 def describe_running(status: dict, progress: str, resume_hint: str) -> str:
     """Why a ``running`` status has no ``DONE`` (``progress``: e.g. `` at 4/8 samples``): killed (its process
     is gone), running (alive), or not checkable here (another host: the last heartbeat tells)."""
-    process = describe_process(status)
+    state = liveness(status)
+    process = describe_process(status, state)
     if process is None:
         return f"running{progress} (still running, or killed before it could record why)"
-    state = liveness(status)
     if state == "dead":
         return f"killed{progress}: {process}; {resume_hint}"
     if state == "alive":
