@@ -125,7 +125,7 @@ def test_bad_run_config_is_one_line_before_any_work(case, tmp_path, checkpoint, 
 TRAIN_CASES = {
     "train-seed-string": (["seed=abc"], "seed=abc is not valid: expected an integer >= 0"),
     "train-device-unknown": (["device=gpu"], "device=gpu is not valid"),
-    "train-unknown-plus": (["+epochs=3"], "unknown key epochs; conf/train.yaml has the keys seed, device, paths, "
+    "train-unknown-plus": (["+epochs=3"], "unknown key epochs; conf/train.yaml has the keys seed, device, precision, paths, "
                                           "task, model, dataset"),
     "train-unknown-no-plus": (["task.epoch=3"], "unknown key task.epoch (did you mean task.epochs?)"),
     "train-task-option-type": (["task.epochs=abc"], "task 'classifier': task.epochs=abc is not valid: expected an "

@@ -17,12 +17,14 @@ from pydantic import BaseModel, Field
 
 from xattr.errors import XattrError
 from xattr.runs.writers import MAPS_DTYPES
+from xattr.utils.precision import PRECISIONS
 from xattr.utils.schema import STRICT, check, check_target, plain
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Device = Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N or mps")]
 Text = Annotated[str, Field(min_length=1)]
 Positive = Annotated[int, Field(ge=1)]
+Precision = Literal[tuple(PRECISIONS)]
 
 
 class Names(BaseModel):
@@ -51,6 +53,7 @@ class RunConfig(BaseModel):
     task: Literal["run"] = "run"
     seed: Seed
     device: Device = "cpu"
+    precision: Precision = "fp32"
     target: Literal["label", "pred"]
     batch_size: Positive
     resume: bool = False
@@ -72,6 +75,7 @@ class TrainConfig(BaseModel):
     model_config = STRICT
     seed: Seed = 0
     device: Device = "cpu"
+    precision: Precision = "fp32"
     paths: Paths | None = None
     task: dict[str, Any] | None = None
     model: dict[str, Any] | None = None
