@@ -209,3 +209,27 @@ def test_box_and_seg_ratios_reuse_the_mnim_of_the_same_batch(tiny_cnn, shapes_ba
     assert all(torch.equal(reused[k], fresh[k]) for k in fresh)
     assert _reusable_mnim(SegRatio(grid=8), found) == {}   # other settings: computed afresh
     assert _reusable_mnim(mnim, found) == {}               # MNIM itself is never skipped
+
+
+def test_worker_processes_give_the_same_run(tmp_path, checkpoint):
+    """loader.num_workers changes how batches are loaded, not what a run computes."""
+    inline = run_task.run(make_cfg(tmp_path, checkpoint), out_dir=tmp_path / "inline")
+    workers = run_task.run(make_cfg(tmp_path, checkpoint, "loader.num_workers=2", "loader.prefetch_factor=1"),
+                           out_dir=tmp_path / "workers")
+    assert (inline / "per_sample.csv").read_bytes() == (workers / "per_sample.csv").read_bytes()
+    assert np.array_equal(np.load(inline / "maps.npz")["maps"], np.load(workers / "maps.npz")["maps"])
+
+
+def test_bf16_autocast_runs_close_to_fp32_and_is_part_of_the_fingerprint(tmp_path, checkpoint):
+    """precision=bf16 lowers the model's products (maps differ, but little) and a resume cannot mix precisions."""
+    full = run_task.run(make_cfg(tmp_path, checkpoint), out_dir=tmp_path / "fp32")
+    low = run_task.run(make_cfg(tmp_path, checkpoint, "precision=bf16"), out_dir=tmp_path / "bf16")
+    maps_full, maps_low = (torch.from_numpy(np.load(d / "maps.npz")["maps"]).flatten(1) for d in (full, low))
+    assert maps_low.dtype == torch.float32 and not torch.equal(maps_full, maps_low)
+    # bf16 keeps 8 bits of mantissa: gradient maps of this random tiny_cnn agree to a cosine of about 0.94-0.98
+    assert torch.nn.functional.cosine_similarity(maps_full, maps_low).min() > 0.9
+    manifest = json.loads((low / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16" and "precision" not in json.loads((full / "manifest.json").read_text())
+    (low / "DONE").unlink()
+    with pytest.raises(XattrError, match="precision"):
+        run_task.run(make_cfg(tmp_path, checkpoint, "resume=true"), out_dir=low)

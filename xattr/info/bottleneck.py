@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from xattr.errors import XattrError
+from xattr.utils.precision import LOW_PRECISION
 
 __all__ = [
     "kl_capacity",
@@ -50,7 +51,10 @@ def kl_capacity(r: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, sigma: tor
     With ``r' = (r - μ)/σ`` this is ``-½ (1 + log (1-λ)² - (λ r')² - (1-λ)²)``; it does not depend on
     the scale of the feature. All arguments broadcast; ``λ`` must lie in ``[0, 1)`` and is clamped to
     ``1 - 1e-6`` so that a saturated sigmoid (α ≳ 17 in float32) gives a large finite value, not inf.
+    bf16/fp16 arguments are computed in float32.
     """
+    # in at least float32: under autocast (precision=bf16|fp16) the features r arrive in the reduced type
+    r, lam, mu, sigma = (t.float() if t.dtype in LOW_PRECISION else t for t in (r, lam, mu, sigma))
     lam = lam.clamp(max=1 - LAMBDA_EPS)
     r_norm = (r - mu) / sigma
     mu_z = r_norm * lam

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.info.channel import noise_channel
+from xattr.utils.precision import LOW_PRECISION, full_precision
 
 
 def trapezoid_weights(n_points: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
@@ -58,6 +59,8 @@ def mmse_integral(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     :func:`xattr.info.gaussian_eps_denoiser`); ``x`` and ``alpha`` are ``[B, ...]`` of the same shape
     (images ``[B,C,H,W]`` or vectors ``[B,d]``), float32 or float64. All ``B * n_points * n_noise``
     denoiser calls are stacked along the batch dimension and evaluated in chunks of ``chunk_size`` rows.
+    Autocast is off inside (:func:`xattr.utils.precision.full_precision`): the denoiser runs and the squared
+    errors accumulate in ``x``'s dtype (bf16/fp16 inputs are computed in float32), for any ``precision=``.
     """
     if alpha.shape != x.shape:
         raise XattrError(f"mmse_integral: alpha has shape {tuple(alpha.shape)} but x has {tuple(x.shape)}; "
@@ -66,6 +69,13 @@ def mmse_integral(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
         raise XattrError(f"n_noise={n_noise}: need at least one noise sample")
     if not (torch.isfinite(x).all() and torch.isfinite(alpha).all()):
         raise XattrError("mmse_integral: x or alpha contains NaN/inf; check the alpha-U-Net output")
+    with full_precision(x.device):  # the integral's numbers need fp32/fp64 whatever precision= the caller runs
+        return _mmse_integral(eps_fn, x.float() if x.dtype in LOW_PRECISION else x, alpha, alpha_min=alpha_min,
+                              n_points=n_points, n_noise=n_noise, chunk_size=chunk_size, generator=generator,
+                              progress=progress)
+
+
+def _mmse_integral(eps_fn, x, alpha, *, alpha_min, n_points, n_noise, chunk_size, generator, progress):
     dtype, device = x.dtype, x.device
     alpha = alpha.to(dtype).clamp_min(alpha_min)
     span = alpha - alpha_min                                   # Jacobian d alpha'/dt, >= 0

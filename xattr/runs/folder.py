@@ -81,6 +81,8 @@ def fingerprint(cfg: DictConfig, selection: list[int], names: dict[str, str]) ->
         "method": container(cfg.method, resolve=True),
         "metric": container(cfg.metric, resolve=True) if cfg.get("metric") is not None else {},
         "model": {k: v for k, v in container(cfg.model, resolve=True).items() if k != "device"},
+        # autocast changes the numbers; fp32 leaves the key out (fingerprints of runs before the option)
+        **({"precision": str(cfg.precision)} if cfg.get("precision", "fp32") != "fp32" else {}),
     }
 
 
@@ -165,7 +167,8 @@ class RunFolder:
         wanted = manifest(cfg, selection, names)
         previous = self.read_manifest()
         if previous is not None:
-            changed = [key for key in wanted if key not in NOT_FINGERPRINT and previous.get(key) != wanted[key]]
+            keys = dict.fromkeys([*wanted, *previous])  # either side: a key only one run has (precision) differs
+            changed = [key for key in keys if key not in NOT_FINGERPRINT and previous.get(key) != wanted.get(key)]
             if changed:
                 raise XattrError(f"cannot resume {self.path}: {', '.join(changed)} differ from the interrupted run; "
                                  "repeat its overrides or start a new hydra.run.dir")

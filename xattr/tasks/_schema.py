@@ -46,6 +46,15 @@ class Paths(BaseModel):
     output_dir: Text | None = None
 
 
+class Loader(BaseModel):
+    """``loader.*``: the run's DataLoader (:mod:`xattr.data.loader`)."""
+
+    model_config = STRICT
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    pin_memory: bool | Literal["auto"] = "auto"
+    prefetch_factor: Positive = 2
+
+
 class RunConfig(BaseModel):
     """The top level of ``conf/run.yaml`` (documented in docs/run.md); groups are checked by their targets."""
 
@@ -61,6 +70,7 @@ class RunConfig(BaseModel):
     maps_dtype: Literal[MAPS_DTYPES] = "float32"
     save_maps: bool = True
     train_split: Text = "train"
+    loader: Loader | None = None
     names: Names | None = None
     paths: Paths
     model: dict[str, Any]

@@ -120,9 +120,9 @@ def collision_error(collisions: list[list[str]]) -> XattrError:
 # --------------------------------------------------------------------------- sharded runs
 
 #: config keys in which the shards of one run may differ (they do not change a sample's result, or only by
-#: the floating point of another device): the shard itself, where it ran, what it wrote besides the scores
+#: the floating point of another device): the shard itself, where it ran, how it loaded, what it wrote besides the scores
 SHARD_FREE = ("dataset.shard", "device", "model.device", "resume", "n_figure", "save_maps", "maps_dtype")
-SHARD_FREE_PREFIXES = ("paths.", "hydra.")
+SHARD_FREE_PREFIXES = ("paths.", "hydra.", "loader.")
 
 
 def shard_of(run: str | Path) -> tuple[int, int]:

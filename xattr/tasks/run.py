@@ -20,7 +20,10 @@ The run folder (files, chunks, ``DONE``) is :mod:`xattr.runs`; the run holds its
 ``xattr run resume=true hydra.run.dir=<folder> <same overrides>`` keeps the finished batches in ``partial/``
 and computes only the missing ones; the fingerprint in ``manifest.json`` is compared before the model or
 method is built (only the dataset, for its selection). Each batch is seeded with ``seed + batch_index`` so a
-resumed run equals an uninterrupted one. Sharded runs (``dataset.shard``/``dataset.num_shards``,
+resumed run equals an uninterrupted one. Batches are loaded by a ``DataLoader`` over that plan
+(:mod:`xattr.data.loader`; ``loader.num_workers``, ``loader.pin_memory``, ``loader.prefetch_factor``). With
+``precision=bf16|fp16`` prediction, attribution and metrics run under autocast
+(:mod:`xattr.utils.precision`); maps are stored as float32. Sharded runs (``dataset.shard``/``dataset.num_shards``,
 docs/run.md): a shard's batches lie on the unsharded run's batch grid and ``batch_index`` is the global
 one (:func:`batch_plan`), so a deterministic method's shards equal the unsharded run row for row, and a
 stochastic one's too wherever every shard boundary falls on a multiple of ``batch_size``.
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, open_dict
 
-from xattr.data import collate
+from xattr.data.loader import batch_loader
 from xattr.runs import Results, RunFolder, chunk_arrays, is_complete, markdown_table, summarise
 from xattr.runs.provenance import describe_process
 from xattr.runs.writers import (
@@ -61,6 +64,7 @@ from xattr.tasks._build import (
 from xattr.tasks._checks import check_batch, check_image_size, check_run_config
 from xattr.tasks._kinds import model_kind
 from xattr.tasks._outputs import method_diagnostics, metric_outputs
+from xattr.utils.precision import autocast
 from xattr.utils.seed import seed_everything
 from xattr.utils.validate import check_maps
 
@@ -102,6 +106,7 @@ class _Job:
     method_factory: Any
     names: dict[str, str]
     device: str
+    precision: str = "fp32"
 
 
 def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
@@ -126,18 +131,18 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     check_image_size(dataset, model, names)
     method, context = build_method(cfg, model, names, cache_dir, device, seed)
     job = _Job(model, model_kind(model, cfg, names), method, build_metrics(cfg),
-               make_method_factory(cfg, context, prepared=method), names, device)
+               make_method_factory(cfg, context, prepared=method), names, device, str(cfg.get("precision", "fp32")))
 
     from tqdm.auto import tqdm
 
     timings = {"attribution_seconds": 0.0, "metric_seconds": 0.0, "computed_samples": 0}
     bar = tqdm(total=n_total, initial=done, unit="img", leave=False, disable=None,
                desc=f"{names['method']} · {names['model']} · {names['dataset']}")
+    todo = [(index, global_index, rows) for index, (global_index, rows) in enumerate(plan) if index not in finished]
+    batches = batch_loader(dataset, [rows for _, _, rows in todo], device=device, **loader_options(cfg))
     try:
-        for index, (global_index, rows) in enumerate(plan):
-            if index in finished:
-                continue
-            chunk = _run_batch(job, collate([dataset[i] for i in rows]), seed + global_index, timings)
+        for (index, global_index, rows), batch in zip(todo, batches):
+            chunk = _run_batch(job, batch, seed + global_index, timings)
             folder.save_chunk(index, chunk)
             done += len(rows)
             folder.write_status(state="running", done=done, total=n_total, names=names)
@@ -148,6 +153,13 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     timings = {"attribution_seconds_per_image": timings["attribution_seconds"] / computed,
                "metric_seconds_per_image": timings["metric_seconds"] / computed}
     _finish(folder, cfg, dataset, job.kind, names, len(plan), timings)
+
+
+def loader_options(cfg: DictConfig) -> dict:
+    """``num_workers``, ``pin_memory``, ``prefetch_factor`` of ``cfg.loader`` (:func:`xattr.data.loader.batch_loader`)."""
+    loader = cfg.get("loader") or {}
+    return {"num_workers": int(loader.get("num_workers", 0)), "pin_memory": loader.get("pin_memory", "auto"),
+            "prefetch_factor": int(loader.get("prefetch_factor", 2))}
 
 
 def batch_plan(n_total: int, batch_size: int, offset: int = 0) -> list[tuple[int, range]]:
@@ -168,13 +180,15 @@ def batch_plan(n_total: int, batch_size: int, offset: int = 0) -> list[tuple[int
 def _run_batch(job: _Job, batch: dict, batch_seed: int, timings: dict) -> dict[str, np.ndarray]:
     """Predict, attribute, score one batch; returns its chunk."""
     ids = batch["id"]
-    x = batch["image"].to(job.device)
+    x = batch["image"].to(job.device, non_blocking=True)
     check_batch(x, ids, job.names)
-    prediction = job.kind.predict(job.model, batch, x)
+    with autocast(job.device, job.precision):
+        prediction = job.kind.predict(job.model, batch, x)
 
     seed_everything(batch_seed)
     started = time.perf_counter()
-    maps = job.kind.attribute(job.method, x, prediction)
+    with autocast(job.device, job.precision):
+        maps = job.kind.attribute(job.method, x, prediction).float()
     timings["attribution_seconds"] += time.perf_counter() - started
     check_maps(maps, x)
     diagnostics = method_diagnostics(job.method, job.names["method"], len(ids))
@@ -200,7 +214,8 @@ def _score(job: _Job, batch: dict, x: torch.Tensor, maps: torch.Tensor, predicti
     curves: dict[str, np.ndarray] = {}
     for name, metric in job.metrics.items():
         seed_everything(batch_seed)
-        output = metric(job.model, x, maps, prediction.target, **ground_truth)
+        with autocast(job.device, job.precision):
+            output = metric(job.model, x, maps, prediction.target, **ground_truth)
         metric_values, metric_curves = metric_outputs(name, output, x.shape[0])
         values.update(metric_values)
         curves.update(metric_curves)

@@ -21,6 +21,8 @@ from xattr.errors import XattrError
 
 #: ``precision=`` values and the autocast dtype each one means (``None``: no autocast)
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: the reduced floating types autocast produces; code that needs full precision promotes them to float32
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def check_precision(precision: str) -> str:
@@ -70,4 +72,4 @@ def grad_scaler(device: str | torch.device, precision: str) -> torch.amp.GradSca
     return torch.amp.GradScaler(torch.device(device).type, enabled=enabled)
 
 
-__all__ = ["PRECISIONS", "check_precision", "check_device", "autocast", "full_precision", "grad_scaler"]
+__all__ = ["PRECISIONS", "LOW_PRECISION", "check_precision", "check_device", "autocast", "full_precision", "grad_scaler"]
