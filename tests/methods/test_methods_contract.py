@@ -185,3 +185,55 @@ def test_method_leaves_nothing_after_exception(path, model_name, images, train_d
         for handle in handles:
             handle.remove()
     assert count_hooks(model) == 0
+
+
+#: (method, the key that sets its number of iterations, a small and a larger value) for the host-sync check
+ITERATION_KEYS = {
+    "integrated_gradients": ("n_steps", 4, 8),
+    "smoothgrad": ("n_samples", 2, 4),
+    "deepliftshap": ("n_noise", 1, 2),
+    "beyond_intuition": ("steps", 2, 4),
+    "iia": ("steps", 2, 3),
+    "iba": ("optimization_steps", 2, 4),
+    "iba_star": ("steps", 2, 4),
+    "iba_vit": ("steps", 2, 4),
+    "coiba": ("steps", 2, 4),
+    "input_iba": ("input_steps", 2, 4),
+    "diffib": ("steps", 2, 4),
+    "hsic": ("n_masks", 32, 64),
+    "rise": ("n_masks", 32, 64),
+}
+#: host reads a method makes per iteration by design (method -> {call: reads per iteration}, with the reason)
+#: diffib: Algorithm 1 fits "until converged": each step reads which images still fit (their own noise streams
+#: and Adam states; stopped images leave the forward pass)
+READS_PER_ITERATION: dict[str, dict[str, int]] = {"diffib": {"tolist": 1}}
+SYNC_CASES = [case for case in CASES if case.values[0].stem in ITERATION_KEYS]
+
+
+@pytest.mark.parametrize(("path", "model_name"), SYNC_CASES)
+def test_host_reads_do_not_grow_with_the_iteration_count(path, model_name, images, train_dataset, tmp_path):
+    """A method's hot loop keeps its tensors on the device: the number of values it reads back to the host
+    (``item``, ``cpu``, ``bool(tensor)``, …; :mod:`sync_helpers`) is the same for more iterations. On a GPU each
+    read stalls the device; this check runs on CPU because the calls are counted, not timed."""
+    from sync_helpers import HostReads
+
+    key, small, large = ITERATION_KEYS[path.stem]
+    counts = []
+    for value in (small, large):
+        FAST = FAST_OVERRIDES.setdefault(path.stem, {})
+        saved = FAST.get(key, _MISSING)
+        FAST[key] = value
+        try:
+            method = make_method(path, build(model_name), tmp_path / f"{key}{value}", train_dataset)
+        finally:
+            FAST.pop(key) if saved is _MISSING else FAST.__setitem__(key, saved)
+        with HostReads() as reads:
+            seeded(method, images, TARGETS)
+        counts.append(reads.counts)
+    allowed = READS_PER_ITERATION.get(path.stem, {})
+    counts[1].subtract({name: reads * (large - small) for name, reads in allowed.items()})
+    assert counts[1] == counts[0], f"{path.stem}: host reads {dict(counts[0])} at {key}={small}, " \
+                                   f"{dict(counts[1])} at {key}={large}"
+
+
+_MISSING = object()

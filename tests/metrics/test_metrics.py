@@ -168,3 +168,24 @@ def test_tiny_cnn_zoo_model_and_unknown_ground_truth_kwargs(tiny_cnn, shapes_bat
     out = Insertion(step=0.1)(tiny_cnn, x, maps, target, mask=shapes_batch["mask"][:2], boxes=None, whatever=1)
     assert out.shape == (2,) and torch.isfinite(out).all() and ((0 <= out) & (out <= 1)).all()
     assert count_hooks(tiny_cnn) == 0 and not tiny_cnn.training
+
+
+@pytest.mark.parametrize(("metric_cls", "small", "large"), [
+    (Insertion, {"step": 0.25}, {"step": 0.0625}),
+    (Deletion, {"step": 0.25}, {"step": 0.0625}),
+    (DAUC, {"step": 0.25}, {"step": 0.0625}),
+])
+def test_host_reads_do_not_grow_with_the_number_of_steps(metric_cls, small, large):
+    """The perturbation curve stays on the device: the values read back to the host (``item``, ``cpu``, …;
+    :mod:`sync_helpers`) do not grow with the number of steps (one read per curve, not per step)."""
+    from sync_helpers import HostReads
+
+    model, x = small_model(), images()
+    maps, target = maps_like(x, 1), torch.tensor([0, 1, 2])
+    counts = []
+    for options in (small, large):
+        metric = metric_cls(**options, max_batch=4)
+        with HostReads() as reads:
+            metric(model, x, maps, target)
+        counts.append(reads.counts)
+    assert counts[0] == counts[1], f"{metric_cls.__name__}: {dict(counts[0])} vs {dict(counts[1])}"

@@ -388,3 +388,19 @@ def test_no_hooks_or_mode_change_after_errors():
     assert model.training and count_hooks(model) == 0
     MNIM(threshold=0.5)(model, x, randn(1, 1, 8, 8), torch.tensor([0]))
     assert model.training  # eval only while scoring, then restored
+
+
+def test_road_reads_nothing_back_per_evaluation_chunk():
+    """ROAD's evaluation loop keeps probabilities on the device: more chunks (smaller ``max_batch``) read no
+    more values back to the host (:mod:`sync_helpers`)."""
+    from sync_helpers import HostReads
+
+    model, x, maps = small_model(), rand(3, 3, 10, 10, seed=1), randn(3, 1, 10, 10, seed=2)
+    target = torch.tensor([0, 1, 4])
+    counts = []
+    for max_batch in (12, 2):
+        metric = ROAD(fractions=(0.2, 0.5, 0.8, 0.9), noise=0.0, max_batch=max_batch)
+        with HostReads() as reads:
+            metric(model, x, maps, target)
+        counts.append(reads.counts)
+    assert counts[0] == counts[1], f"{dict(counts[0])} with one chunk vs {dict(counts[1])} with six"

@@ -90,14 +90,16 @@ def fit_alpha_per_sample(model: torch.nn.Module, x: torch.Tensor, target: torch.
     since_best = torch.zeros(B, dtype=torch.long, device=x.device)
     with eval_mode(model), frozen(model):
         for _ in tqdm(range(steps), desc="diffib per-sample fit", leave=False, disable=not progress):
-            if not active.any():
+            # only the images still fitting run forward/backward (stopped ones keep their parameters); the one
+            # host read per step: which images still fit (their noise streams are per image)
+            live_images = torch.nonzero(active).flatten().tolist()
+            if not live_images:
                 break
-            # only the images still fitting run forward/backward (stopped ones keep their parameters)
-            idx = torch.nonzero(active).flatten()
+            idx = torch.tensor(live_images, device=x.device)
             live = {k: v[idx] for k, v in params.items()}
             alpha = _alpha_forward(live, x[idx], depth, batching, alpha_range)
             eps = torch.stack([torch.randn(x.shape[1:], generator=generators[i], device=x.device)
-                               for i in idx.tolist()])
+                               for i in live_images])
             z = noise_channel(x[idx], alpha, eps)
             ce = F.cross_entropy(model(z), target[idx], reduction="none")
             loss_live = ce + beta * alpha.mean(dim=(1, 2, 3))

@@ -94,12 +94,14 @@ class RISE(AttributionMethod):
                              dtype=torch.float64)
         return torch.floor(self._shift_uniform * cells).long()
 
-    def masks(self, size: tuple[int, int], index: torch.Tensor | None = None) -> torch.Tensor:
-        """The masks ``[N,1,H,W]`` (or those at ``index``) for images of ``size``."""
+    def masks(self, size: tuple[int, int], index: slice | torch.Tensor | None = None,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+        """The masks ``[N,1,H,W]`` (or those at ``index``, a slice or CPU indices) for images of ``size``, computed
+        on ``device``."""
         grids, shifts = self.grids, self.shifts(size)
         if index is not None:
-            grids, shifts = grids[index.cpu()], shifts[index.cpu()]
-        return rise_masks(grids, shifts, size)
+            grids, shifts = grids[index], shifts[index]
+        return rise_masks(grids.to(device), shifts.to(device), size)
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         normalise, net = model_space(self.model, self.perturb_space)
@@ -113,8 +115,7 @@ class RISE(AttributionMethod):
             # chunks over masks; each chunk explains all B images with the same masks
             per_chunk = max(1, self.batch_size // b)
             for start in tqdm(range(0, n, per_chunk), desc="RISE", leave=False, disable=not self.progress or None):
-                index = torch.arange(start, min(start + per_chunk, n))
-                masks = self.masks(size, index).to(x.device)  # [m,1,H,W]
+                masks = self.masks(size, slice(start, min(start + per_chunk, n)), x.device)  # [m,1,H,W]
                 m = masks.shape[0]
                 stack = (x_model[:, None] * masks[None]).reshape((b * m,) + tuple(x.shape[1:]))
                 p = class_scores(net(stack), target.repeat_interleave(m), self.output).view(b, m)

@@ -169,14 +169,16 @@ class ROAD:
         batch, fractions = imputed.shape[:2]
         flat = imputed.reshape(batch * fractions, *x.shape[1:])
         flat_target = target.repeat_interleave(fractions)
-        probs = torch.empty(batch * fractions)
-        correct = torch.empty(batch * fractions)
-        with eval_mode(model):
+        probs = torch.empty(batch * fractions, device=x.device)
+        correct = torch.empty(batch * fractions, device=x.device)
+        with eval_mode(model):  # on the device throughout: every target checked with the first chunk only
             for lo in range(0, flat.shape[0], self.max_batch):
-                p, pred = class_probs(model, flat[lo : lo + self.max_batch], flat_target[lo : lo + self.max_batch])
-                probs[lo : lo + self.max_batch] = p.cpu()
-                correct[lo : lo + self.max_batch] = (pred == flat_target[lo : lo + self.max_batch]).float().cpu()
-        probs, correct = probs.view(batch, fractions).to(x.device), correct.view(batch, fractions).to(x.device)
+                chunk_target = flat_target[lo : lo + self.max_batch]
+                p, pred = class_probs(model, flat[lo : lo + self.max_batch], chunk_target,
+                                      flat_target if lo == 0 else flat_target[:0])
+                probs[lo : lo + self.max_batch] = p
+                correct[lo : lo + self.max_batch] = (pred == chunk_target).float()
+        probs, correct = probs.view(batch, fractions), correct.view(batch, fractions)
         result = {}
         for f, fraction in enumerate(self.fractions):
             result[f"prob@{fraction:g}"] = probs[:, f]
