@@ -97,3 +97,16 @@ def test_a_samples_batch_seed_does_not_depend_on_its_shard(tmp_path, checkpoint,
         assert main(["run", *common, "dataset.num_shards=3", f"dataset.shard={shard}",
                      f"hydra.run.dir={tmp_path / str(shard)}"]) == 0
     assert seen == alone
+
+
+def test_a_shard_index_read_from_the_environment_is_named_as_a_string_with_the_fix(tmp_path, monkeypatch, capsys):
+    """``${oc.env:SLURM_ARRAY_TASK_ID}`` resolves to a string; the error says so and how to decode it, and the
+    decoded form runs."""
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    common = ["run", "debug=smoke", "method=saliency", "metric=[deletion]", "dataset.num_shards=2",
+              f"paths.root_dir={tmp_path}"]
+    assert main([*common, "dataset.shard=${oc.env:SLURM_ARRAY_TASK_ID}", f"hydra.run.dir={tmp_path}/a"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "dataset.shard=1 is not valid" in line and "it is the string '1'" in line
+    assert '"${oc.decode:${oc.env:VAR}}"' in line and "\n" not in line
+    assert not (tmp_path / "a" / "manifest.json").exists()

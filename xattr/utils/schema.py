@@ -223,9 +223,23 @@ def check(data: Mapping, schema: type[BaseModel], prefix: str = "", where: str =
                 options = " or ".join(f"{path}={show(v)}" for v in typing.get_args(hint))
                 problems[loc] = f"{path}={show(value)} is not an option; use {options}"
                 continue
-            problems[loc] = f"{path}={show(value)} is not valid: expected {describe(hint, metadata)}"
+            problems[loc] = (f"{path}={show(value)} is not valid: expected {describe(hint, metadata)}"
+                             f"{_string_number_hint(value)}")
         return list(problems.values())
     return []
+
+
+def _string_number_hint(value: Any) -> str:
+    """For a number that arrived as a string (``${oc.env:SLURM_ARRAY_TASK_ID}`` resolves to ``'3'``): how to
+    pass it as a number; else nothing."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return (f" (it is the string '{value}', as ${{oc.env:VAR}} gives: write \"${{oc.decode:${{oc.env:VAR}}}}\" "
+            "with the double quotes, or the number itself)")
 
 
 # ------------------------------------------------------------------------------------------- schemas from signatures
