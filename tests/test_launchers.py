@@ -107,3 +107,57 @@ def test_an_outcome_older_than_the_jobs_hydra_folder_is_not_read(tmp_path):
     assert [line.split("]")[1][:14] for line in sweeps.failed_jobs(tmp_path / "sweep")] == [" never started"]
     os.utime(folder / sweeps.OUTCOME)  # ... this one too
     assert sweeps.failed_jobs(tmp_path / "sweep") == []
+
+
+#: DiffIB amortized at 16 px with networks of a few steps: a job needs the classifier, the denoiser and the
+#: alpha-U-Net, and trains each one on first use (about 20 s in all here, most of it the classifier)
+TINY_AMORTIZED = ["method=diffib", "method.mode=amortized", "dataset.image_size=16", "model.image_size=16",
+                  "method.steps=2", "method.n_points=3", "method.n_noise=1", "method.width=4", "method.depth=2",
+                  "method.denoiser.steps=4", "method.denoiser.width=4", "method.denoiser.depth=2",
+                  "method.denoiser.train_size=16", "method.alpha_unet.steps=4", "method.alpha_unet.train_size=16"]
+TINY_IBA = ["method=iba", "dataset.image_size=16", "model.image_size=16", "method.n_samples=32",
+            "method.optimization_steps=2", "method.progress=false"]
+#: what each cache entry logs when it is built (once per entry, whichever job builds it)
+BUILT = {"classifier": "no trained tiny_cnn for shapes at 16 px", "denoiser": "no MMSE denoiser for shapes",
+         "alpha_unet": "no amortized alpha-U-Net for tiny_cnn", "feature_stats": "estimating the feature statistics"}
+
+
+def _first_use_sweep(tmp_path: Path, launcher: str, method: list[str], sweep_name: str, *extra: str) -> Path:
+    """Two jobs at once (seed=0,1) that need the same cache entries, with an empty cache: both complete."""
+    sweep = tmp_path / sweep_name
+    code = main(["run", "-m", f"hydra/launcher={launcher}", "debug=smoke", "metric=[deletion]",
+                 "metric.deletion.step=0.25", f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", *method,
+                 *extra, "seed=0,1"])
+    assert code == 0
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2 and all((job / "DONE").is_file() for job in jobs), jobs
+    return sweep
+
+
+def _builds(tmp_path: Path) -> dict[str, int]:
+    """How many times each cache entry was built, from every job's log under ``tmp_path``."""
+    text = "".join(path.read_text() for path in tmp_path.rglob("*.log"))
+    return {entry: text.count(line) for entry, line in BUILT.items()}
+
+
+def _check_first_use(tmp_path: Path, launcher: str, *extra: str) -> None:
+    _first_use_sweep(tmp_path, launcher, TINY_AMORTIZED, "amortized", *extra)
+    _first_use_sweep(tmp_path, launcher, TINY_IBA, "iba", *extra)  # the classifier is cached by now
+    assert _builds(tmp_path) == dict.fromkeys(BUILT, 1)
+    cache = tmp_path / ".cache"
+    entries = sorted(p.relative_to(cache).parts[0] for p in cache.rglob("*.pt"))
+    assert entries == ["alpha_unets", "classifiers", "denoisers", "feature_stats"], entries
+    assert not list(cache.rglob("*.partial.pt")) and not list(cache.rglob("*.tmp*"))
+
+
+def test_concurrent_first_use_trains_each_cache_entry_once_under_joblib(tmp_path, monkeypatch):
+    """Two joblib workers start with every cache empty and need the same classifier, denoiser, alpha-U-Net and
+    feature statistics: each entry is built once (the other job waits on its lock, then loads it)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    _check_first_use(tmp_path, "joblib", "hydra.launcher.n_jobs=2")
+
+
+@pytest.mark.slow  # submitit's local executor: two fresh processes per sweep, polled (about 60 s here)
+def test_concurrent_first_use_trains_each_cache_entry_once_under_submitit_local(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    _check_first_use(tmp_path, "submitit_local")

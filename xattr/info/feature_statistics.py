@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,9 @@ __all__ = [
     "resolve_layer",
     "model_fingerprint",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class WelfordEstimator:
@@ -206,6 +210,8 @@ def feature_statistics(model: nn.Module, layer_name: str, dataset, n_samples: in
         return None  # statistics of another n_samples or layer: recomputed and overwritten
 
     def build(path: Path) -> dict:
+        log.info("estimating the feature statistics of %s on %d images (cached at %s)", layer_name,
+                 min(int(n_samples), len(dataset)), path)
         state = estimate()
         atomic_torch_save(path, state)
         return _stats_from_state(state, active_threshold, device)

@@ -18,6 +18,12 @@ import torch.nn as nn
 
 from xattr.utils.validate import check_images, check_targets
 
+#: the seed a cache entry built on first use is trained or estimated with (DiffIB's denoiser and alpha-U-Net, the
+#: bottlenecks' feature statistics). Their cache keys hold no seed, so they must not depend on the run's seed:
+#: else a sweep over seeds would cache whichever job trained first, and a run's result would depend on the
+#: runs before it. ``xattr train seed=N`` trains an entry with another seed deliberately.
+CACHE_SEED = 0
+
 
 @dataclass
 class RunContext:
@@ -26,6 +32,7 @@ class RunContext:
     ``train_dataset`` is the training split of the run's dataset (feature statistics, fitted
     networks); ``cache_dir`` is where such artefacts are cached, keyed by ``model_name`` and
     ``dataset_name``. From Python, build one yourself or skip ``prepare`` and pass artefacts directly.
+    ``seed`` is the run's seed; cached artefacts are built with :data:`CACHE_SEED`, not with it.
     """
 
     train_dataset: torch.utils.data.Dataset | None = None

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.info import mmse_integral, noise_channel
-from xattr.methods.base import AttributionMethod, RunContext
+from xattr.methods.base import CACHE_SEED, AttributionMethod, RunContext
 from xattr.models.spec import OnStandardised, input_normalization
 from xattr.models.standardise import space_constants
 from xattr.nets.alpha_unet import bound_alpha, init_alpha_unet_params
@@ -166,12 +166,12 @@ class DiffIB(AttributionMethod):
         space = self._space_constants()
         if self.output == "mmse_integral" and self.denoiser is None:
             self.denoiser = load_or_train_denoiser(context.train_dataset, context.cache_dir, context.dataset_name,
-                                                   size, seed=context.seed, device=context.device,
+                                                   size, seed=CACHE_SEED, device=context.device,
                                                    **{**self.denoiser_cfg, **space})
         if self.mode == "amortized" and self.alpha_net is None:
             self.alpha_net = load_or_train_alpha_unet(
                 self.model, context.train_dataset, context.cache_dir, context.model_name, context.dataset_name,
-                size, seed=context.seed, device=context.device,
+                size, seed=CACHE_SEED, device=context.device,
                 **{"beta": self.beta, "width": self.width, "depth": self.depth, "alpha_init": self.alpha_init,
                    "alpha_range": self.alpha_range, **self.alpha_unet_cfg, **space})
 

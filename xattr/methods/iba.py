@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from xattr.errors import XattrError
 from xattr.info.bottleneck import SpatialGaussianSmoothing, bottleneck_sample, kl_capacity, standard_normal
 from xattr.info.feature_statistics import feature_statistics, model_fingerprint, resolve_layer
-from xattr.methods.base import AttributionMethod, RunContext
+from xattr.methods.base import CACHE_SEED, AttributionMethod, RunContext
 from xattr.utils.hooks import forward_hook, frozen
 from xattr.utils.seed import image_seeds, make_generator
 
@@ -110,7 +110,7 @@ class IBA(AttributionMethod):
         self.stats = feature_statistics(self.model, self.layer, context.train_dataset, n_samples=self.n_samples,
                                         batch_size=self.stats_batch_size, cache_dir=context.cache_dir,
                                         cache_key=key, device=context.device,
-                                        active_threshold=self.active_neurons_threshold, seed=context.seed,
+                                        active_threshold=self.active_neurons_threshold, seed=CACHE_SEED,
                                         progress=self.progress)
 
     def set_feature_statistics(self, stats: dict) -> None:
