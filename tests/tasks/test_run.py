@@ -123,8 +123,8 @@ def test_offline_model_without_checkpoint_is_trained_first(tmp_path, checkpoint,
     fake = types.ModuleType("xattr.training.classifier")
     fake.checkpoint_path = lambda cache_dir, model, dataset, size: Path(cache_dir) / f"{model}-{dataset}-{size}.pt"
 
-    def load_trained_classifier(model_name, dataset_name, image_size, cache_dir, **kwargs):
-        calls.append((model_name, dataset_name, image_size, Path(cache_dir), kwargs))
+    def load_trained_classifier(model_name, dataset_name, image_size, cache_dir, device="cpu", **kwargs):
+        calls.append((model_name, dataset_name, image_size, Path(cache_dir), device, kwargs))
         model = build_model(model_name, num_classes=6, image_size=image_size, **kwargs)
         model.net.load_state_dict(torch.load(checkpoint, weights_only=True))
         return model
@@ -135,7 +135,7 @@ def test_offline_model_without_checkpoint_is_trained_first(tmp_path, checkpoint,
     cfg = make_cfg(tmp_path, checkpoint, "model.checkpoint=null", "dataset.n_samples=4")
     with caplog.at_level(logging.INFO):
         run_task.run(cfg, out_dir=tmp_path / "t")
-    assert calls == [("tiny_cnn", "shapes", 64, tmp_path / "cache", {"width": cfg.model.width})]
+    assert calls == [("tiny_cnn", "shapes", 64, tmp_path / "cache", "cpu", {"width": cfg.model.width})]
     assert not [r for r in caplog.records if "train" in r.getMessage()]  # the run task adds no second line
 
 

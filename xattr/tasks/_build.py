@@ -91,13 +91,14 @@ def build_model(cfg: DictConfig, names: dict[str, str], dataset, cache_dir: Path
     name = model_cfg.get("name")
     overrides: dict[str, Any] = {}
     if name in OFFLINE_MODELS and not model_cfg.get("checkpoint"):
-        return _trained_offline_model(model_cfg, names["dataset"], dataset, cache_dir).to(device).eval()
+        return _trained_offline_model(model_cfg, names["dataset"], dataset, cache_dir, device).to(device).eval()
     if name in OFFLINE_MODELS and model_cfg.get("num_classes") is None:
         overrides["num_classes"] = dataset.num_classes
     return instantiate(model_cfg, **overrides).to(device).eval()
 
 
-def _trained_offline_model(model_cfg: DictConfig, dataset_name: str, dataset, cache_dir: Path) -> torch.nn.Module:
+def _trained_offline_model(model_cfg: DictConfig, dataset_name: str, dataset, cache_dir: Path,
+                           device: str = "cpu") -> torch.nn.Module:
     from xattr.training.classifier import load_trained_classifier
 
     options = OmegaConf.to_container(model_cfg, resolve=True)
@@ -105,7 +106,7 @@ def _trained_offline_model(model_cfg: DictConfig, dataset_name: str, dataset, ca
     kwargs = {k: v for k, v in options.items()
               if k not in ("_target_", "name", "pretrained", "checkpoint", "num_classes", "image_size", "device")}
     # load_trained_classifier logs the one line "no trained ... training it now" when it has to train
-    return load_trained_classifier(model_cfg.name, dataset_name, image_size, cache_dir, **kwargs)
+    return load_trained_classifier(model_cfg.name, dataset_name, image_size, cache_dir, device=device, **kwargs)
 
 
 def build_metrics(cfg: DictConfig) -> dict[str, Callable]:

@@ -7,15 +7,14 @@ from omegaconf import DictConfig
 
 from xattr.errors import XattrError
 from xattr.tasks._schema import check_config
+from xattr.utils.precision import check_device
 
 
 def check_run_config(cfg: DictConfig) -> None:
     """The whole composed run config against its schema (types, ranges, no unknown keys: every key of
     :mod:`xattr.tasks._schema`), then whether the ``device`` exists here. Called before any work."""
     check_config(cfg, "run")
-    device = str(cfg.get("device", "cpu"))
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise XattrError(f"device={device} but no CUDA device is available; use device=cpu")
+    check_device(str(cfg.get("device", "cpu")))
 
 
 def check_image_size(dataset, model, names: dict[str, str]) -> None:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from xattr.errors import XattrError
 from xattr.tasks._schema import check_config
 from xattr.training._loop import LABEL
+from xattr.utils.precision import check_device
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def build_trainer(task: DictConfig):
 def run(cfg: DictConfig) -> Path:
     """Train what ``cfg.task`` names and return the checkpoint path."""
     check_config(cfg, "train")  # the whole config (types, ranges, no unknown keys) before any work
+    check_device(str(cfg.get("device", "cpu")))
     task = cfg.get("task")
     if not isinstance(task, DictConfig):
         raise XattrError("the train config has no task group; run `xattr train task=classifier` "

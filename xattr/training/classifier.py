@@ -37,6 +37,7 @@ from xattr.training._loop import (
 )
 from xattr.utils import cache
 from xattr.utils.locks import waiting
+from xattr.utils.precision import autocast, grad_scaler
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -85,31 +86,42 @@ class ClassifierTrainer(Trainer):
         with waiting(path):  # the cache entry's lock: a first use elsewhere waits for this training
             result = train_classifier(model, train_set, test_set, seed=int(cfg.seed), checkpoint=path,
                                       meta={"model": name, "dataset": dataset_name, "image_size": image_size},
-                                      **hparams)
+                                      device=str(cfg.get("device", "cpu")),
+                                      precision=str(cfg.get("precision", "fp32")), **hparams)
         log.info("%s on %s: test accuracy %.4f -> %s", name, dataset_name, result["test_accuracy"], path)
         print(f"{name} on {dataset_name}: test accuracy {result['test_accuracy']:.4f}; checkpoint {path}")
         return path
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on uint8 ``images [N,3,H,W]``."""
+def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,
+                      precision: str = "fp32") -> float:
+    """Top-1 accuracy of ``model`` on uint8 ``images [N,3,H,W]`` (on the host; each batch goes to the model's
+    device, the count stays there: one host read at the end)."""
     model.eval()
-    correct = 0
+    device = next(model.parameters()).device
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, len(images), batch_size):
-        logits = model(images[start:start + batch_size].float() / 255)
-        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum().item()
-    return correct / max(len(images), 1)
+        with autocast(device, precision):
+            logits = model(images[start:start + batch_size].to(device).float() / 255)
+        correct += (logits.argmax(1) == labels[start:start + batch_size].to(device)).sum()
+    return correct.item() / max(len(images), 1)
 
 
 def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch_size: int, lr: float,
                      weight_decay: float, train_size: int | None = None, seed: int = 0,
-                     checkpoint: Path | None = None, meta: dict | None = None) -> dict:
+                     checkpoint: Path | None = None, meta: dict | None = None, device: str = "cpu",
+                     precision: str = "fp32") -> dict:
     """Train ``model`` (AdamW, one-cycle LR, random horizontal flips) and return ``{'test_accuracy': ...}``.
 
     With ``checkpoint`` set, progress is saved to ``<checkpoint>.partial.pt`` after each epoch and
-    resumed from there; the final weights go to ``checkpoint``.
+    resumed from there; the final weights go to ``checkpoint``. The model trains on ``device`` (the rendered
+    images stay on the host as uint8, each batch is moved); the shuffling and flips are drawn on the host, so
+    a CUDA run draws the same batches as a CPU one. ``precision``: autocast of the forward pass and loss
+    (:mod:`xattr.utils.precision`; fp16 on CUDA with a gradient scaler). Checkpoints hold host tensors.
     """
+    model.to(device)
+    scaler = grad_scaler(device, precision)
     partial = partial_path(checkpoint)
     state = read_partial(partial, "classifier")  # before rendering: a bad file stops at once
     seed_everything(seed)
@@ -142,23 +154,37 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
             x = train_x[index].float() / 255
             flip = torch.rand(len(x)) < 0.5
             x[flip] = x[flip].flip(-1)
-            loss = F.cross_entropy(model(x), train_y[index], label_smoothing=0.05)
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(x.to(device)), train_y[index].to(device), label_smoothing=0.05)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
         model.eval()
-        accuracy = evaluate_accuracy(model, test_x, test_y)
+        accuracy = evaluate_accuracy(model, test_x, test_y, precision=precision)
         bar.set_postfix(loss=f"{loss.item():.3f}", test_acc=f"{accuracy:.3f}")
-        write_partial(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        write_partial(partial, {"model": host(model.state_dict()), "optimizer": host(optimizer.state_dict()),
                                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                                 "rng": torch.get_rng_state()})
-    accuracy = evaluate_accuracy(model.eval(), test_x, test_y)
+    accuracy = evaluate_accuracy(model.eval(), test_x, test_y, precision=precision)
     if checkpoint is not None:
-        write_final(checkpoint, partial, {"model": model.state_dict(),
+        write_final(checkpoint, partial, {"model": host(model.state_dict()),
                                           "meta": {"image_size": model.spec.input_size[0], **(meta or {}),
                                                    "test_accuracy": accuracy, "epochs": epochs}})
     return {"test_accuracy": accuracy}
+
+
+def host(state):
+    """``state`` (a state dict, nested dicts/lists of tensors) with every tensor on the host: checkpoints load
+    anywhere."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {key: host(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(host(value) for value in state)
+    return state
 
 
 def estimate_training_seconds(model: ZooModel, train_set, test_set, *, epochs: int, batch_size: int,
@@ -237,7 +263,7 @@ def load_trained_classifier(model_name: str = "tiny_cnn", dataset_name: str = "s
                     "(%s)", model_name, dataset_name, image_size, path, _other_sizes(path, image_size),
                     _duration(seconds), recipe)
         meta = {"model": model_name, "dataset": dataset_name, "image_size": image_size}
-        train_classifier(model, train_set, test_set, seed=seed, checkpoint=path, meta=meta, **hparams)
+        train_classifier(model, train_set, test_set, seed=seed, checkpoint=path, meta=meta, device=device, **hparams)
         return load(path)
 
     path = checkpoint_path(cache_dir, model_name, dataset_name, image_size)
