@@ -112,7 +112,7 @@ def materialise(dataset, limit: int | None = None, with_labels: bool = False, de
         return (data, None) if with_labels else data
     count = len(dataset) if limit is None else min(limit, len(dataset))
     images, labels = [], []
-    for index in tqdm(range(count), desc=desc, leave=False, mininterval=1.0):
+    for index in tqdm(range(count), desc=desc, leave=False, mininterval=1.0, disable=not distributed.is_main()):
         sample = dataset[index]
         images.append((sample["image"] * 255).round().to(torch.uint8))
         labels.append(int(sample.get("label", -1)))
