@@ -131,8 +131,8 @@ class AlphaUNetTrainer(StandardisedSpaceTrainer):
 
 def classifier_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
     """The device of ``model``'s parameters, which ``device`` (``None``: that one) must be (one line otherwise)."""
-    own = next(model.parameters()).device
-    if device is not None and torch.device(device) != own:
+    own, wanted = next(model.parameters()).device, None if device is None else torch.device(device)
+    if wanted is not None and (wanted.type != own.type or wanted.index not in (None, own.index)):
         raise XattrError(f"device={device} but the classifier is on {own}; move it with model.to({str(device)!r}) "
                          f"or pass device={own}")
     return own

@@ -59,11 +59,13 @@ def is_main() -> bool:
 
 
 def local_device(device: str | torch.device) -> torch.device:
-    """``device`` for this process: under torchrun a bare ``cuda`` is ``cuda:<LOCAL_RANK>``; checked to exist."""
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and resolved.index is None and launched():
-        resolved = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return check_device(resolved)
+    """``device`` for this process, checked to exist: a bare ``cuda`` is ``cuda:<LOCAL_RANK>`` under torchrun,
+    else the current CUDA device (so that it compares equal to the device of a tensor put there)."""
+    resolved = check_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        index = int(os.environ["LOCAL_RANK"]) if launched() else torch.cuda.current_device()
+        resolved = check_device(torch.device("cuda", index))
+    return resolved
 
 
 def setup(device: str | torch.device) -> bool:
@@ -126,7 +128,7 @@ def wrap(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     inside a group of more than one process; ``net`` itself otherwise."""
     if world_size() == 1:
         return net
-    ids = [device.index] if device.type == "cuda" else None
+    ids = [device.index] if device.type == "cuda" and device.index is not None else None
     return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
 
 
