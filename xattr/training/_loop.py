@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,11 @@ from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
 from xattr.models.standardise import as_list
+from xattr.training import distributed
 from xattr.utils import cache
 from xattr.utils.conf import conf_dir
 from xattr.utils.io import atomic_savefig, atomic_torch_save
+from xattr.utils.precision import autocast, check_precision, grad_scaler
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def materialise(dataset, limit: int | None = None, with_labels: bool = False, de
         return (data, None) if with_labels else data
     count = len(dataset) if limit is None else min(limit, len(dataset))
     images, labels = [], []
-    for index in tqdm(range(count), desc=desc, leave=False, mininterval=1.0):
+    for index in tqdm(range(count), desc=desc, leave=False, mininterval=1.0, disable=not distributed.is_main()):
         sample = dataset[index]
         images.append((sample["image"] * 255).round().to(torch.uint8))
         labels.append(int(sample.get("label", -1)))
@@ -161,23 +164,58 @@ def write_final(checkpoint: Path, partial: Path | None, state: dict) -> None:
         partial.unlink()
 
 
-class ResumableSteps:
-    """The step loop the DiffIB trainers share: Adam on ``net`` with EMA weights and a seeded ``generator``
-    (for the caller's sampling), resumable: every ``save_every`` steps and at the last one the state goes to
-    ``<checkpoint>.partial.pt``, which a new loop for the same checkpoint continues from.
+#: the version of the random draws a partial state was written with (an older one cannot be continued)
+STREAMS = "per-sample-blake2b-v1"
 
-    ``for step in loop:`` yields the steps still to do (with a progress bar); the body computes the loss from
-    ``loop.generator`` and calls :meth:`update`; :meth:`finish` writes the final checkpoint.
+
+def sample_seed(seed: int, step: int, position: int) -> int:
+    """The seed of the draws of batch position ``position`` at step ``step`` of a training seeded ``seed``:
+    the first 63 bits of ``blake2b("<seed>:<step>:<position>")``. A function of the three numbers only (not of
+    the batch size or the number of processes), distinct for distinct triples but for hash collisions
+    (probability about ``n^2 / 2^64`` over ``n`` draws)."""
+    digest = hashlib.blake2b(f"{int(seed)}:{int(step)}:{int(position)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def sample_generators(seed: int, step: int, positions) -> list[torch.Generator]:
+    """One CPU generator per batch position in ``positions`` (:func:`sample_seed`): every random draw of that
+    position (its image, flip, noise) comes from its own generator, so a step's batch is the same whichever
+    process computes which positions, and a CPU and a CUDA run draw the same numbers."""
+    return [torch.Generator().manual_seed(sample_seed(seed, step, position)) for position in positions]
+
+
+class ResumableSteps:
+    """The step loop the DiffIB trainers share: Adam on ``net`` with EMA weights (both float32) on ``device``,
+    per-sample seeded draws (:meth:`generators`), the forward pass under ``precision``'s autocast
+    (:meth:`autocast`) and the backward pass through its gradient scaler (fp16 on CUDA), resumable: every
+    ``save_every`` steps and at the last one the state goes to ``<checkpoint>.partial.pt``, which a new loop for
+    the same checkpoint continues from.
+
+    ``batch_size`` is the global batch. Inside a process group (:mod:`xattr.training.distributed`) this process
+    computes :attr:`positions` of it, :attr:`model` is ``net`` in DDP (gradients averaged over the processes: the
+    update of one process on the whole batch), the logged loss is the mean over the processes, and only the main
+    process shows the bar and writes files (every process reads the partial state it resumes from).
+
+    ``for step in loop:`` yields the steps still to do (with a progress bar); the body draws its batch from
+    ``loop.generators(step)``, computes the loss with ``loop.model`` under ``loop.autocast()`` and calls
+    :meth:`update`; :meth:`finish` writes the final checkpoint.
     """
 
-    def __init__(self, net: torch.nn.Module, *, steps: int, lr: float, ema_decay: float, save_every: int,
-                 seed: int, checkpoint: Path | None, what: str, progress: bool = True):
-        self.net, self.steps, self.save_every, self.what, self.progress = net, steps, save_every, what, progress
-        self.ema = EMA(net, ema_decay)
-        self.optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-        self.generator = torch.Generator().manual_seed(seed)
+    def __init__(self, net: torch.nn.Module, *, steps: int, batch_size: int, lr: float, ema_decay: float,
+                 save_every: int, seed: int, checkpoint: Path | None, what: str, progress: bool = True,
+                 device: str | torch.device = "cpu", precision: str = "fp32"):
+        self.steps, self.save_every, self.what, self.seed = steps, save_every, what, seed
+        self.device, self.precision = torch.device(device), check_precision(precision)
+        self.positions = distributed.local_positions(batch_size)
+        self.progress = progress and distributed.is_main()
+        self.net = net.to(self.device)
+        self.ema = EMA(self.net, ema_decay)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.scaler = grad_scaler(self.device, self.precision)
         self.checkpoint, self.partial = checkpoint, partial_path(checkpoint)
-        self.start, self.losses = resume_partial(self.partial, net, self.ema, self.optimizer, self.generator, what)
+        self.start, self.losses = resume_partial(self.partial, self.net, self.ema, self.optimizer, self.scaler, what)
+        distributed.barrier()  # every process has read the partial state before the main one writes a new one
+        self.model = distributed.wrap(self.net, self.device)
         self.bar = None
 
     def __iter__(self):
@@ -185,47 +223,68 @@ class ResumableSteps:
                         total=self.steps, disable=not self.progress)
         return iter(self.bar)
 
-    def update(self, step: int, loss: torch.Tensor, **postfix) -> None:
-        """One Adam and EMA step on ``loss``; the running loss (and ``postfix``) on the bar; the partial checkpoint."""
+    def generators(self, step: int) -> list[torch.Generator]:
+        """The CPU generators of this process's batch positions at ``step`` (:func:`sample_generators`)."""
+        return sample_generators(self.seed, step, self.positions)
+
+    def autocast(self):
+        """The autocast context of the forward pass and loss (:func:`xattr.utils.precision.autocast`)."""
+        return autocast(self.device, self.precision)
+
+    def update(self, step: int, loss: torch.Tensor, **postfix: torch.Tensor) -> None:
+        """One Adam and EMA step on ``loss`` (the mean over this process's positions); the loss (and the scalar
+        tensors ``postfix``), averaged over the processes, logged and on the bar; the partial checkpoint."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.ema.update(self.net)
-        self.losses.append(loss.item())
+        logged = distributed.all_mean(torch.stack([loss.detach().float(), *(v.detach().float() for v in
+                                                                            postfix.values())])).tolist()
+        self.losses.append(logged[0])
         recent = self.losses[-20:]
-        self.bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", **postfix)
-        if (step + 1) % self.save_every == 0 or step + 1 == self.steps:
-            save_partial(self.partial, self.net, self.ema, self.optimizer, self.generator, step + 1, self.losses)
+        self.bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}",
+                             **{key: f"{value:.2f}" for key, value in zip(postfix, logged[1:])})
+        if distributed.is_main() and ((step + 1) % self.save_every == 0 or step + 1 == self.steps):
+            save_partial(self.partial, self.net, self.ema, self.optimizer, self.scaler, step + 1, self.losses)
 
     def finish(self, meta: dict) -> torch.nn.Module:
-        """The final checkpoint (EMA weights, the network's config, ``meta``) and loss curve; the EMA network."""
-        save_final(self.checkpoint, self.partial, self.ema, self.ema.shadow.config(), meta, self.losses, self.what)
+        """The final checkpoint (EMA weights, the network's config, ``meta``) and loss curve, written by the main
+        process (the others wait for it); the EMA network."""
+        if distributed.is_main():
+            save_final(self.checkpoint, self.partial, self.ema, self.ema.shadow.config(), meta, self.losses,
+                       self.what)
+        distributed.barrier()
         return self.ema.shadow.eval()
 
 
-def resume_partial(partial: Path | None, net, ema, optimizer, generator, what: str) -> tuple[int, list[float]]:
-    """Restore an interrupted step loop from ``partial`` (model, EMA, optimizer, RNG, step, losses).
+def resume_partial(partial: Path | None, net, ema, optimizer, scaler, what: str) -> tuple[int, list[float]]:
+    """Restore an interrupted step loop from ``partial`` (model, EMA, optimizer, gradient scaler, step, losses).
 
-    Returns ``(start_step, losses)``; ``(0, [])`` when there is nothing to resume.
+    Returns ``(start_step, losses)``; ``(0, [])`` when there is nothing to resume. A state written with other
+    random draws (an older xattr's single generator) cannot be continued: the one line saying to delete it.
     """
     state = read_partial(partial, what)
     if state is None:
         return 0, []
     with cache.unpacking(partial, f"resumable {what} state"):
+        if state.get("streams") != STREAMS:
+            raise ValueError(f"written with other random draws than {STREAMS}")
         net.load_state_dict(state["model"])
         ema.shadow.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["rng"])
+        if state["scaler"]:  # empty: written without fp16's scaler (its default state serves)
+            scaler.load_state_dict(state["scaler"])
         start, losses = int(state["step"]), [float(loss) for loss in state["losses"]]
     log.info("resuming %s training at step %d (%s)", what, start, partial)
     return start, losses
 
 
-def save_partial(partial: Path | None, net, ema, optimizer, generator, step: int, losses: list[float]) -> None:
-    """Write the state read by :func:`resume_partial` (weights-only: the RNG state is a tensor, losses a list)."""
+def save_partial(partial: Path | None, net, ema, optimizer, scaler, step: int, losses: list[float]) -> None:
+    """Write the state read by :func:`resume_partial` (weights-only: state dicts, numbers, a list, a string)."""
     write_partial(partial, {"model": net.state_dict(), "ema": ema.shadow.state_dict(),
-                            "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
-                            "step": step, "losses": losses})
+                            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                            "streams": STREAMS, "step": step, "losses": losses})
 
 
 def save_final(checkpoint: Path | None, partial: Path | None, ema, config: dict, meta: dict, losses: list[float],
