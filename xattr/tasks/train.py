@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xattr.errors import XattrError
 from xattr.tasks._schema import check_config
+from xattr.training import distributed
 from xattr.training._loop import LABEL
 from xattr.utils.precision import check_device
 from xattr.utils.seed import seed_everything
@@ -58,5 +59,6 @@ def run(cfg: DictConfig) -> Path:
     trainer = build_trainer(task)
     seed_everything(int(cfg.get("seed", 0)))
     checkpoint = trainer.run(cfg)
-    log.info("task %s finished: checkpoint %s", task.get(LABEL) or task.get("_target_"), checkpoint)
+    if distributed.is_main():  # under torchrun: said once, by the process that wrote the checkpoint
+        log.info("task %s finished: checkpoint %s", task.get(LABEL) or task.get("_target_"), checkpoint)
     return checkpoint
