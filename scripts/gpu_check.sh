@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The one script to run on a machine with a CUDA GPU: the `cuda` tests, then every scripts/bench_*.py with
+# --device cuda, each step under a timeout (a failed step is recorded and the next one runs). Writes a log
+# per step, env.txt and summary.md (steps, times, the benchmarks' ratios) to ${OUT:-gpu_check_out}/.
+# Exits 0 with one line where there is no CUDA GPU; non-zero if any step failed. No network, no installs.
+#
+#   scripts/gpu_check.sh                      # or: make gpu-check
+#   XATTR_GPU_CHECK_FORCE=1 scripts/gpu_check.sh   # the same pipeline on the CPU at --quick sizes (a dry run)
+#
+# Environment: OUT (output folder), XATTR_PYTHON (interpreter; default .venv/bin/python if present, else
+# python3), XATTR_GPU_CHECK_BUDGET_S (seconds for all steps together; default 540 on a GPU, 2400 forced),
+# XATTR_GPU_CHECK_FORCE=1 (run on the CPU at --quick sizes). docs/gpu.md has the details.
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+FORCE=${XATTR_GPU_CHECK_FORCE:-0}
+FAILED=0
+STEPS=()   # "name|status|seconds" per step, for summary.md
+
+find_python() {  # XATTR_PYTHON, else the checkout's .venv, else python3
+    if [ -n "${XATTR_PYTHON:-}" ]; then echo "$XATTR_PYTHON"
+    elif [ -x "$ROOT/.venv/bin/python" ]; then echo "$ROOT/.venv/bin/python"
+    else echo python3; fi
+}
+
+PY=$(find_python)
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    echo "error: $PY cannot import torch (set XATTR_PYTHON=<a python with torch>, or carry .venv)"
+    exit 1
+fi
+if [ "$FORCE" != 1 ] && [ "$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null)" != 1 ]; then
+    echo "no CUDA GPU here: skipping"
+    exit 0
+fi
+
+# this checkout's xattr first on the path: an editable install in a carried venv may point elsewhere
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c "import xattr" >/dev/null 2>&1; then
+    echo "error: $PY cannot import xattr from $ROOT ($("$PY" -c 'import xattr' 2>&1 | tail -1))"
+    exit 1
+fi
+
+if [ "$FORCE" = 1 ]; then
+    DEVICE=cpu; SIZE=--quick; BUDGET=${XATTR_GPU_CHECK_BUDGET_S:-2400}; SCALE=4
+else  # default sizes (not --quick); bench_extra adds ViT-B/16 to the transformer baselines
+    DEVICE=cuda; SIZE=; BUDGET=${XATTR_GPU_CHECK_BUDGET_S:-540}; SCALE=1
+fi
+OUT_DIR=${OUT:-gpu_check_out}
+mkdir -p "$OUT_DIR" || exit 1
+START=$(date +%s)
+
+log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
+
+environment() {  # GPU, driver, torch/CUDA/cuDNN versions, which xattr runs
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        timeout 20 nvidia-smi --query-gpu=index,name,memory.total,driver_version,compute_cap --format=csv
+        timeout 20 nvidia-smi | head -n 15
+    else
+        echo "nvidia-smi: not found"
+    fi
+    "$PY" - <<'EOF'
+import platform, torch, xattr
+print(f"python {platform.python_version()} ({platform.machine()}), torch {torch.__version__}, "
+      f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+      f"cuda available {torch.cuda.is_available()}, devices {torch.cuda.device_count()}")
+for i in range(torch.cuda.device_count()):
+    p = torch.cuda.get_device_properties(i)
+    print(f"cuda:{i} {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}")
+print(f"xattr from {xattr.__file__}")
+EOF
+    echo "device for the benchmarks: $DEVICE ${SIZE:-(default sizes)}; step budget ${BUDGET}s; forced: $FORCE"
+}
+
+run_step() {  # run_step NAME SECONDS CMD...: the command under a timeout (never past the budget), logged
+    local name=$1 limit=$(( $2 * SCALE )); shift 2
+    local left=$(( BUDGET - ($(date +%s) - START) )) logfile="$OUT_DIR/$name.log"
+    if [ "$left" -lt 15 ]; then
+        log "$name: skipped (budget of ${BUDGET}s spent)"; echo "skipped: budget spent" > "$logfile"
+        STEPS+=("$name|SKIPPED (budget spent)|0"); FAILED=1; return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    log "$name (timeout ${limit}s): $*"
+    local t0 rc
+    t0=$(date +%s)
+    echo "\$ $*" > "$logfile"
+    timeout --kill-after=10 "$limit" "$@" >> "$logfile" 2>&1
+    rc=$?
+    local took=$(( $(date +%s) - t0 )) status=ok
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then status="TIMEOUT after ${limit}s"; FAILED=1
+    elif [ "$rc" != 0 ]; then status="FAILED (exit $rc)"; FAILED=1; fi
+    log "$name: $status in ${took}s"
+    STEPS+=("$name|$status|$took")
+}
+
+ratio_lines() {  # ratio_lines LOG PATTERN: the matching lines of a step's log, trimmed, or a note
+    local found
+    found=$(grep -E -- "$2" "$OUT_DIR/$1.log" 2>/dev/null | sed 's/^ *//')
+    if [ -n "$found" ]; then echo "$found"; else echo "(not found in $1.log)"; fi
+}
+
+summary() {  # summary.md: the steps table, then the ratios the benchmarks printed
+    local s name status took
+    echo "# GPU check ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+    echo
+    echo "Device for the benchmarks: \`$DEVICE\` ${SIZE:+(\`$SIZE\` sizes)}; forced CPU run: $FORCE. Total $(( $(date +%s) - START )) s."
+    echo "Machine and versions: \`env.txt\`; each step's output: \`<step>.log\`."
+    echo
+    echo "| step | status | seconds |"
+    echo "| --- | --- | --- |"
+    for s in "${STEPS[@]}"; do
+        IFS='|' read -r name status took <<< "$s"
+        echo "| $name | $status | $took |"
+    done
+    echo
+    echo "## Ratios"
+    section "IBA: B images jointly vs one at a time (and vs a reference-style loop)" bench_ib "joint .* one-at-a-time"
+    section "Insertion + deletion vs the RISE one-step loop" bench_metrics "RISE loop .* faster"
+    section "DiffIB: batched per-sample fit vs one image at a time" bench_diffib "ratio one-at-a-time / grouped"
+    section "DiffIB: amortized vs per-sample" bench_diffib "ratio per-sample .* / amortized|end-to-end ratio"
+    section "Stable-Diffusion-size UNet: calls/s, fp16 vs fp32" bench_unet "^UNet2DConditionModel|^fp32:|^SUMMARY unet"
+    section "CoIBA vs IBA / IBA*" bench_coiba "^CoIBA / IBA"
+    section "Gradient methods: time / (passes x forward-backward)" bench_methods "^(tiny_cnn|resnet50) .*forward-backward|^method |^saliency |^integrated_gradients "
+    section "Transformer baselines: images/s batched vs one by one" bench_vitxai "^(tiny_vit|vit_b16): |^method |^(rollout|generic_attention|chefer_lrp|beyond_intuition|iia|vit_cx) "
+    section "cuda tests" tests "^[0-9]+ (passed|failed|skipped|error)|^(FAILED|ERROR) "
+}
+
+section() {  # section TITLE STEP PATTERN
+    echo
+    echo "### $1"
+    echo
+    echo '```'
+    ratio_lines "$2" "$3"
+    echo '```'
+}
+
+bench_timeout() {  # seconds for one benchmark on the GPU at default sizes (x4 when forced onto the CPU)
+    case $1 in
+        bench_ib|bench_diffib|bench_metrics|bench_unet) echo 60 ;;
+        *) echo 45 ;;
+    esac
+}
+
+bench_extra() {  # extra arguments of one benchmark on the GPU
+    if [ "$1" = bench_vitxai ] && [ "$FORCE" != 1 ]; then echo --vit-b16; fi
+}
+
+log "python $PY, output $OUT_DIR/, device $DEVICE"
+environment > "$OUT_DIR/env.txt" 2>&1
+cat "$OUT_DIR/env.txt"
+
+run_step tests 150 "$PY" -m pytest -m cuda -rs -W default -p no:cacheprovider tests/
+for script in scripts/bench_*.py; do
+    name=$(basename "$script" .py)
+    # shellcheck disable=SC2046  # the extra arguments split into words on purpose
+    run_step "$name" "$(bench_timeout "$name")" "$PY" "$script" --device "$DEVICE" $SIZE $(bench_extra "$name")
+done
+
+summary > "$OUT_DIR/summary.md"
+log "wrote $OUT_DIR/summary.md ($(( $(date +%s) - START )) s); $([ "$FAILED" = 0 ] && echo 'every step passed' || echo 'some steps FAILED')"
+exit "$FAILED"
