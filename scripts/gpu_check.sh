@@ -34,6 +34,18 @@ if [ "$FORCE" != 1 ] && [ "$("$PY" -c 'import torch; print(int(torch.cuda.is_ava
     exit 0
 fi
 
+unpack_wheels() {  # carried .whl/*.whl (scripts/gpu_wheels.sh) into a temporary folder first on the path, offline
+    ls "$ROOT"/.whl/*.whl >/dev/null 2>&1 || return 0
+    local site=${TMPDIR:-/tmp}/xattr-gpu-site
+    if ! "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+            "$ROOT"/.whl/*.whl; then
+        echo "error: the carried wheels in .whl/ do not install for $PY (scripts/gpu_wheels.sh makes them)"
+        exit 1
+    fi
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+}
+
+unpack_wheels
 # this checkout's xattr first on the path: an editable install in a carried venv may point elsewhere
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$PY" -c "import xattr" >/dev/null 2>&1; then
@@ -52,6 +64,14 @@ START=$(date +%s)
 
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
 
+missing_modules() {  # the modules xattr's tests and benchmarks import that this python lacks (space-separated)
+    "$PY" - torch torchvision timm hydra omegaconf captum diffusers pydantic scipy pandas skimage sklearn \
+        matplotlib filelock PIL tqdm <<'EOF'
+import importlib.util, sys
+print(" ".join(name for name in sys.argv[1:] if importlib.util.find_spec(name) is None))
+EOF
+}
+
 environment() {  # GPU, driver, torch/CUDA/cuDNN versions, which xattr runs
     if command -v nvidia-smi >/dev/null 2>&1; then
         timeout 20 nvidia-smi --query-gpu=index,name,memory.total,driver_version,compute_cap --format=csv
@@ -68,8 +88,14 @@ for i in range(torch.cuda.device_count()):
     p = torch.cuda.get_device_properties(i)
     print(f"cuda:{i} {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}")
 print(f"xattr from {xattr.__file__}")
+import importlib.util
+for name in ("hydra", "omegaconf", "captum", "diffusers", "pydantic", "timm"):
+    spec = importlib.util.find_spec(name)
+    print(f"{name} from {spec.origin if spec else 'MISSING'}")
 EOF
     echo "device for the benchmarks: $DEVICE ${SIZE:-(default sizes)}; step budget ${BUDGET}s; forced: $FORCE"
+    echo "PYTHONPATH=$PYTHONPATH"
+    echo "missing Python modules: ${MISSING:-none}"
 }
 
 run_step() {  # run_step NAME SECONDS CMD...: the command under a timeout (never past the budget), logged
@@ -105,6 +131,7 @@ summary() {  # summary.md: the steps table, then the ratios the benchmarks print
     echo
     echo "Device for the benchmarks: \`$DEVICE\` ${SIZE:+(\`$SIZE\` sizes)}; forced CPU run: $FORCE. Total $(( $(date +%s) - START )) s."
     echo "Machine and versions: \`env.txt\`; each step's output: \`<step>.log\`."
+    [ -n "$MISSING" ] && echo "**Missing Python modules: $MISSING** (carry \`.whl/\` from \`scripts/gpu_wheels.sh\`; docs/gpu.md)."
     echo
     echo "| step | status | seconds |"
     echo "| --- | --- | --- |"
@@ -146,6 +173,8 @@ bench_extra() {  # extra arguments of one benchmark on the GPU
 }
 
 log "python $PY, output $OUT_DIR/, device $DEVICE"
+MISSING=$(missing_modules)
+[ -n "$MISSING" ] && log "missing Python modules: $MISSING; the steps that import them will fail (carry .whl/ from scripts/gpu_wheels.sh, docs/gpu.md)"
 environment > "$OUT_DIR/env.txt" 2>&1
 cat "$OUT_DIR/env.txt"
 
