@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # The one script to run on a machine with a CUDA GPU: the `cuda` tests, then every scripts/bench_*.py with
-# --device cuda, each step under a timeout (a failed step is recorded and the next one runs). Writes a log
-# per step, env.txt and summary.md (steps, times, the benchmarks' ratios) to ${OUT:-gpu_check_out}/.
-# Exits 0 with one line where there is no CUDA GPU; non-zero if any step failed. No network, no installs.
+# --device cuda, each step under a timeout and all of them under one budget (a failed step is recorded and the
+# next one runs). Exits 0 with one line where there is no CUDA GPU; non-zero if any step failed. No network.
 #
-#   scripts/gpu_check.sh                      # or: make gpu-check
-#   XATTR_GPU_CHECK_FORCE=1 scripts/gpu_check.sh   # the same pipeline on the CPU at --quick sizes (a dry run)
+#   scripts/gpu_check.sh                            # or: make gpu-check
+#   XATTR_GPU_CHECK_FORCE=1 scripts/gpu_check.sh    # the same pipeline on the CPU at --quick sizes (a dry run)
 #
-# Environment: OUT (output folder), XATTR_PYTHON (interpreter; default .venv/bin/python if present, else
-# python3), XATTR_GPU_CHECK_BUDGET_S (seconds for all steps together; default 540 on a GPU, 2400 forced),
-# XATTR_GPU_CHECK_FORCE=1 (run on the CPU at --quick sizes). docs/gpu.md has the details.
+# Writes four files to ${OUT:-gpu_check_out}/ (few, because a lent machine returns at most 8 from $OUT), the
+# first two rewritten after every step so that a run cut short still leaves them:
+#   summary.md   the steps (status, seconds) and the ratios the benchmarks printed
+#   steps.log    every finished step's output, one after the other
+#   env.txt      GPU, driver, versions, where each package comes from, missing modules
+#   logs.tar.gz  one log per step (<step>.log) and env.txt, at the end
+# Environment: OUT; XATTR_PYTHON (default .venv/bin/python if present, else python3); XATTR_GPU_CHECK_BUDGET_S
+# (seconds for all steps; default 540 on a GPU, 2400 forced); XATTR_GPU_CHECK_FORCE=1. Wheels in .whl/
+# (scripts/gpu_wheels.sh) are unpacked offline first. docs/gpu.md has the details.
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 FORCE=${XATTR_GPU_CHECK_FORCE:-0}
 FAILED=0
-STEPS=()   # "name|status|seconds" per step, for summary.md
+STEPS=()   # "name|status|seconds" per finished step
 
 find_python() {  # XATTR_PYTHON, else the checkout's .venv, else python3
     if [ -n "${XATTR_PYTHON:-}" ]; then echo "$XATTR_PYTHON"
@@ -26,7 +31,7 @@ find_python() {  # XATTR_PYTHON, else the checkout's .venv, else python3
 
 PY=$(find_python)
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-    echo "error: $PY cannot import torch (set XATTR_PYTHON=<a python with torch>, or carry .venv)"
+    echo "error: $PY cannot import torch (set XATTR_PYTHON=<a python with torch>; docs/gpu.md)"
     exit 1
 fi
 if [ "$FORCE" != 1 ] && [ "$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null)" != 1 ]; then
@@ -34,15 +39,19 @@ if [ "$FORCE" != 1 ] && [ "$("$PY" -c 'import torch; print(int(torch.cuda.is_ava
     exit 0
 fi
 
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/xattr-gpu-check.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+LOGS=$WORK/logs
+mkdir -p "$LOGS" || exit 1
+
 unpack_wheels() {  # carried .whl/*.whl (scripts/gpu_wheels.sh) into a temporary folder first on the path, offline
     ls "$ROOT"/.whl/*.whl >/dev/null 2>&1 || return 0
-    local site=${TMPDIR:-/tmp}/xattr-gpu-site
-    if ! "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+    if ! "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" \
             "$ROOT"/.whl/*.whl; then
         echo "error: the carried wheels in .whl/ do not install for $PY (scripts/gpu_wheels.sh makes them)"
         exit 1
     fi
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 }
 
 unpack_wheels
@@ -60,6 +69,7 @@ else  # default sizes (not --quick); bench_extra adds ViT-B/16 to the transforme
 fi
 OUT_DIR=${OUT:-gpu_check_out}
 mkdir -p "$OUT_DIR" || exit 1
+rm -f "$OUT_DIR/summary.md" "$OUT_DIR/steps.log" "$OUT_DIR/env.txt" "$OUT_DIR/logs.tar.gz"
 START=$(date +%s)
 
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
@@ -72,7 +82,7 @@ print(" ".join(name for name in sys.argv[1:] if importlib.util.find_spec(name) i
 EOF
 }
 
-environment() {  # GPU, driver, torch/CUDA/cuDNN versions, which xattr runs
+environment() {  # GPU, driver, torch/CUDA/cuDNN versions, where xattr and its packages come from
     if command -v nvidia-smi >/dev/null 2>&1; then
         timeout 20 nvidia-smi --query-gpu=index,name,memory.total,driver_version,compute_cap --format=csv
         timeout 20 nvidia-smi | head -n 15
@@ -80,7 +90,7 @@ environment() {  # GPU, driver, torch/CUDA/cuDNN versions, which xattr runs
         echo "nvidia-smi: not found"
     fi
     "$PY" - <<'EOF'
-import platform, torch, xattr
+import importlib.util, platform, torch, xattr
 print(f"python {platform.python_version()} ({platform.machine()}), torch {torch.__version__}, "
       f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
       f"cuda available {torch.cuda.is_available()}, devices {torch.cuda.device_count()}")
@@ -88,7 +98,6 @@ for i in range(torch.cuda.device_count()):
     p = torch.cuda.get_device_properties(i)
     print(f"cuda:{i} {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}")
 print(f"xattr from {xattr.__file__}")
-import importlib.util
 for name in ("hydra", "omegaconf", "captum", "diffusers", "pydantic", "timm"):
     spec = importlib.util.find_spec(name)
     print(f"{name} from {spec.origin if spec else 'MISSING'}")
@@ -100,37 +109,59 @@ EOF
 
 run_step() {  # run_step NAME SECONDS CMD...: the command under a timeout (never past the budget), logged
     local name=$1 limit=$(( $2 * SCALE )); shift 2
-    local left=$(( BUDGET - ($(date +%s) - START) )) logfile="$OUT_DIR/$name.log"
+    local left=$(( BUDGET - ($(date +%s) - START) )) logfile="$LOGS/$name.log" status t0 rc took
     if [ "$left" -lt 15 ]; then
-        log "$name: skipped (budget of ${BUDGET}s spent)"; echo "skipped: budget spent" > "$logfile"
-        STEPS+=("$name|SKIPPED (budget spent)|0"); FAILED=1; return
+        status="SKIPPED (budget of ${BUDGET}s spent)"; echo "$status" > "$logfile"; took=0; FAILED=1
+    else
+        [ "$limit" -gt "$left" ] && limit=$left
+        log "$name (timeout ${limit}s): $*"
+        t0=$(date +%s)
+        echo "\$ $*" > "$logfile"
+        timeout --kill-after=10 "$limit" "$@" >> "$logfile" 2>&1
+        rc=$?
+        took=$(( $(date +%s) - t0 )) status=ok
+        if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then status="TIMEOUT after ${limit}s"; FAILED=1
+        elif [ "$rc" != 0 ]; then status="FAILED (exit $rc)"; FAILED=1; fi
     fi
-    [ "$limit" -gt "$left" ] && limit=$left
-    log "$name (timeout ${limit}s): $*"
-    local t0 rc
-    t0=$(date +%s)
-    echo "\$ $*" > "$logfile"
-    timeout --kill-after=10 "$limit" "$@" >> "$logfile" 2>&1
-    rc=$?
-    local took=$(( $(date +%s) - t0 )) status=ok
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then status="TIMEOUT after ${limit}s"; FAILED=1
-    elif [ "$rc" != 0 ]; then status="FAILED (exit $rc)"; FAILED=1; fi
     log "$name: $status in ${took}s"
     STEPS+=("$name|$status|$took")
+    { echo "===== $name: $status, ${took}s"; cat "$logfile"; echo; } >> "$OUT_DIR/steps.log"
+    summary > "$OUT_DIR/summary.md"
 }
 
-ratio_lines() {  # ratio_lines LOG PATTERN: the matching lines of a step's log, trimmed, or a note
+bench_timeout() {  # seconds for one benchmark on the GPU at default sizes (x4 when forced onto the CPU)
+    case $1 in
+        bench_ib|bench_diffib|bench_metrics|bench_unet) echo 60 ;;
+        *) echo 45 ;;
+    esac
+}
+
+bench_extra() {  # extra arguments of one benchmark on the GPU
+    if [ "$1" = bench_vitxai ] && [ "$FORCE" != 1 ]; then echo --vit-b16; fi
+}
+
+ratio_lines() {  # ratio_lines STEP PATTERN: the matching lines of a step's log, trimmed, or a note
     local found
-    found=$(grep -E -- "$2" "$OUT_DIR/$1.log" 2>/dev/null | sed 's/^ *//')
+    [ -f "$LOGS/$1.log" ] || { echo "(not run yet)"; return; }
+    found=$(grep -E -- "$2" "$LOGS/$1.log" | sed 's/^ *//')
     if [ -n "$found" ]; then echo "$found"; else echo "(not found in $1.log)"; fi
 }
 
-summary() {  # summary.md: the steps table, then the ratios the benchmarks printed
+section() {  # section TITLE STEP PATTERN
+    echo
+    echo "### $1"
+    echo
+    echo '```'
+    ratio_lines "$2" "$3"
+    echo '```'
+}
+
+summary() {  # summary.md: the steps table so far, then the ratios the benchmarks printed
     local s name status took
     echo "# GPU check ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
     echo
-    echo "Device for the benchmarks: \`$DEVICE\` ${SIZE:+(\`$SIZE\` sizes)}; forced CPU run: $FORCE. Total $(( $(date +%s) - START )) s."
-    echo "Machine and versions: \`env.txt\`; each step's output: \`<step>.log\`."
+    echo "Device for the benchmarks: \`$DEVICE\` ${SIZE:+(\`$SIZE\` sizes)}; forced CPU run: $FORCE. $(( $(date +%s) - START )) s so far."
+    echo "Machine and versions: \`env.txt\`; every step's output: \`steps.log\` (and \`logs.tar.gz\` at the end)."
     [ -n "$MISSING" ] && echo "**Missing Python modules: $MISSING** (carry \`.whl/\` from \`scripts/gpu_wheels.sh\`; docs/gpu.md)."
     echo
     echo "| step | status | seconds |"
@@ -152,30 +183,11 @@ summary() {  # summary.md: the steps table, then the ratios the benchmarks print
     section "cuda tests" tests "^[0-9]+ (passed|failed|skipped|error)|^(FAILED|ERROR) "
 }
 
-section() {  # section TITLE STEP PATTERN
-    echo
-    echo "### $1"
-    echo
-    echo '```'
-    ratio_lines "$2" "$3"
-    echo '```'
-}
-
-bench_timeout() {  # seconds for one benchmark on the GPU at default sizes (x4 when forced onto the CPU)
-    case $1 in
-        bench_ib|bench_diffib|bench_metrics|bench_unet) echo 60 ;;
-        *) echo 45 ;;
-    esac
-}
-
-bench_extra() {  # extra arguments of one benchmark on the GPU
-    if [ "$1" = bench_vitxai ] && [ "$FORCE" != 1 ]; then echo --vit-b16; fi
-}
-
 log "python $PY, output $OUT_DIR/, device $DEVICE"
 MISSING=$(missing_modules)
-[ -n "$MISSING" ] && log "missing Python modules: $MISSING; the steps that import them will fail (carry .whl/ from scripts/gpu_wheels.sh, docs/gpu.md)"
+[ -n "$MISSING" ] && log "missing Python modules: $MISSING; the steps that import them will fail (docs/gpu.md)"
 environment > "$OUT_DIR/env.txt" 2>&1
+cp "$OUT_DIR/env.txt" "$LOGS/env.txt"
 cat "$OUT_DIR/env.txt"
 
 run_step tests 150 "$PY" -m pytest -m cuda -rs -W default -p no:cacheprovider tests/
@@ -185,6 +197,6 @@ for script in scripts/bench_*.py; do
     run_step "$name" "$(bench_timeout "$name")" "$PY" "$script" --device "$DEVICE" $SIZE $(bench_extra "$name")
 done
 
-summary > "$OUT_DIR/summary.md"
+tar -czf "$OUT_DIR/logs.tar.gz" -C "$WORK" logs
 log "wrote $OUT_DIR/summary.md ($(( $(date +%s) - START )) s); $([ "$FAILED" = 0 ] && echo 'every step passed' || echo 'some steps FAILED')"
 exit "$FAILED"

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,13 @@ def test_forced_cpu_pass_runs_every_step_and_writes_the_summary(tmp_path):
     done = gpu_check(tmp_path, XATTR_GPU_CHECK_FORCE="1", OMP_NUM_THREADS="1")
     out = tmp_path / "out"
     assert done.returncode == 0, done.stdout[-3000:]
-    summary = (out / "summary.md").read_text()
-    steps = ["tests", *(p.stem for p in BENCHES)]
-    for step in steps:
+    assert sorted(p.name for p in out.iterdir()) == ["env.txt", "logs.tar.gz", "steps.log", "summary.md"]
+    summary, steps_log = (out / "summary.md").read_text(), (out / "steps.log").read_text()
+    with tarfile.open(out / "logs.tar.gz") as archive:
+        logs = set(archive.getnames())
+    for step in ["tests", *(p.stem for p in BENCHES)]:
         assert re.search(rf"^\| {step} \| ok \| \d+ \|$", summary, re.M), f"{step} not ok in summary.md:\n{summary}"
-        assert (out / f"{step}.log").is_file()
-    assert "(not found" not in summary, summary
+        assert f"===== {step}: ok" in steps_log and f"logs/{step}.log" in logs
+    assert "(not found" not in summary and "(not run" not in summary, summary
     assert "SUMMARY unet QUICK" in summary and f"xattr from {REPO}" in (out / "env.txt").read_text()
-    assert "needs a CUDA GPU (scripts/gpu_check.sh)" in (out / "tests.log").read_text()
+    assert "needs a CUDA GPU (scripts/gpu_check.sh)" in steps_log
