@@ -7,7 +7,7 @@ XATTR := $(VENV)/bin/xattr
 SCALE ?= tiny
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup setup-dev run test test-slow lint bench clean-outputs help
+.PHONY: setup setup-dev run test test-slow lint bench gpu-check clean-outputs help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +45,10 @@ lint: setup-dev  ## ruff
 BENCH_ARGS ?= --quick
 bench: setup  ## every scripts/bench_*.py side by side with its competitor, ratios printed (BENCH_ARGS= for full size)
 	@for script in scripts/bench_*.py; do echo "== $$script $(BENCH_ARGS)"; $(PY) $$script $(BENCH_ARGS) || exit 1; done
+
+# no setup prerequisite: on a lent GPU machine nothing is installed (the script finds .venv or python3)
+gpu-check:  ## on a machine with a CUDA GPU: `cuda` tests + every benchmark on the GPU, logs + summary.md in OUT= (default gpu_check_out/)
+	bash scripts/gpu_check.sh
 
 clean-outputs:  ## remove run folders
 	rm -rf outputs/run outputs/multirun

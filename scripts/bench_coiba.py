@@ -11,7 +11,9 @@ weights). Prints ratios:
   input, the bottlenecks' only down to their first hooked layer, so values below 1 are possible).
 - images per second of every transformer method with a conf/method/<name>.yaml.
 
-    python scripts/bench_coiba.py [--quick]
+    python scripts/bench_coiba.py [--quick] [--device cuda]
+
+``--device``: the model, the images and every method on that device (synchronised before each timer read).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _timing import best_time  # noqa: E402
+from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
 from xattr.methods.coiba import CoIBA  # noqa: E402
 from xattr.methods.iba_star import IBAStar  # noqa: E402
@@ -48,8 +50,11 @@ def statistics(model, names, x):
     return {n: (v.mean(0), v.std(0)) for n, v in outputs.items()}
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
 def timed(fn, repeats: int) -> float:
-    return best_time(fn, repeats, warmup=True)[0]
+    return best_time(fn, repeats, warmup=True, device=DEVICE)[0]
 
 
 def forward_backward(model, x, target):
@@ -59,9 +64,12 @@ def forward_backward(model, x, target):
 
 
 def main() -> None:
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny_vit depth 6, 2 images (about a minute)")
+    add_device_argument(parser)
     args = parser.parse_args()
+    DEVICE = bench_device(args.device)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     if args.quick:
@@ -70,11 +78,12 @@ def main() -> None:
     else:  # a 12-block model so the layer range is ViT-B's 4..12 (L = 8)
         model = build_model("tiny_vit", num_classes=6, depth=12, dim=192, heads=4)
         batch, repeats = 4, 2
+    model = model.to(DEVICE)
     for p in model.parameters():
         p.requires_grad_(False)
-    x = torch.rand(batch, 3, 64, 64)
-    target = torch.randint(0, 6, (batch,))
-    stats_x = torch.rand(32, 3, 64, 64)
+    x = torch.rand(batch, 3, 64, 64).to(DEVICE)
+    target = torch.randint(0, 6, (batch,)).to(DEVICE)
+    stats_x = torch.rand(32, 3, 64, 64).to(DEVICE)
 
     coiba = CoIBA(model)
     iba_uniform = IBATransformer(model, layer=coiba.layer_names[0], channel_uniform=True, beta=1.0)
@@ -96,7 +105,7 @@ def main() -> None:
         "iba_star": timed(lambda: star.attribute(x, target), repeats),
     }
     print(f"model: tiny_vit depth {len(model.net.blocks)}, CoIBA layers {coiba.layer_names[0]}..{coiba.layer_names[-1]}"
-          f" (L={L}), {batch} images, {steps} steps x {draws} draws, 1 thread")
+          f" (L={L}), {batch} images, {steps} steps x {draws} draws, 1 thread, {device_label(DEVICE)}")
     print(f"one forward-backward of {batch * draws} images: {one_fb * 1e3:.1f} ms; "
           f"IB physical bound ({steps} of them): {bound:.3f} s")
     for name, seconds in times.items():
@@ -117,7 +126,7 @@ def main() -> None:
     print("\nimages per second of the transformer methods present (conf/method/<name>.yaml):")
     with tempfile.TemporaryDirectory() as cache:
         context = RunContext(train_dataset=ShapesDataset(split="train", n_samples=32), cache_dir=Path(cache),
-                             model_name="bench", dataset_name="shapes")
+                             model_name="bench", dataset_name="shapes", device=str(DEVICE))
         for name in TRANSFORMER_METHODS[3:]:
             path = ROOT / "conf" / "method" / f"{name}.yaml"
             if not path.is_file():

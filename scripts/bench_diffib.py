@@ -6,6 +6,7 @@ Prints time per image and ratios (one process, same images, same steps):
   * amortized alpha-U-Net forward vs per-sample fit (alpha maps; target >= 100x), and with the MMSE integral
   * MNIM of per-sample and amortized maps on the same images (if xattr.metrics.mnim is installed)
 Uses the trained tiny_cnn from the cache when present (``--cache``), else a random one (timings only).
+``--device cuda`` runs every side on the GPU (the device synchronised before each timer read).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from _timing import best_time  # noqa: E402
+from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
 from xattr.data import ShapesDataset, collate
 from xattr.methods.diffib import DiffIB, fit_alpha_per_sample
@@ -32,26 +33,33 @@ def _classifier(cache: Path):
     return build_model("tiny_cnn", num_classes=6).eval(), False
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
 def _timed(fn, repeat=1):
-    best, out = best_time(fn, repeat)
+    best, out = best_time(fn, repeat, device=DEVICE)
     return out, best
 
 
 def main() -> None:
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="4 images, 30 steps")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=Path(".cache"))
+    add_device_argument(parser)
     args = parser.parse_args()
+    DEVICE = bench_device(args.device)
     if args.quick:
         args.images, args.steps = 4, 30
     torch.set_num_threads(args.threads)
     model, trained = _classifier(args.cache)
+    model = model.to(DEVICE)
     data = ShapesDataset(split="test", n_samples=args.images, seed=1)
     batch = collate([data[i] for i in range(len(data))])
-    images, y = batch["image"], batch["label"]
+    images, y = batch["image"].to(DEVICE), batch["label"].to(DEVICE)
     # the fit runs where DiffIB runs it: on the classifier's standardised input (method defaults: space, beta)
     method = DiffIB(model)
     classifier = method.classifier_view(images.shape[1])
@@ -60,7 +68,7 @@ def main() -> None:
     seeds = list(range(B))
     kw = dict(steps=args.steps, patience=10**9, seeds=seeds, beta=method.beta)   # fixed step count: same work
     print(f"DiffIB bench: {B} images 64x64, {args.steps} Adam steps, tiny_cnn ({'trained' if trained else 'random'}), "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s), {device_label(DEVICE)}")
 
     alpha_grouped, t_grouped = _timed(lambda: fit_alpha_per_sample(classifier, x, y, batching="grouped", **kw))
     alpha_vmap, t_vmap = _timed(lambda: fit_alpha_per_sample(classifier, x, y, batching="vmap", **kw))
@@ -93,8 +101,8 @@ def main() -> None:
     from xattr.info import mmse_integral
     from xattr.nets.unet import Denoiser
 
-    denoiser = Denoiser(3, 16, 3, seed=0).eval()   # cost only: an untrained denoiser of the default size
-    g = torch.Generator().manual_seed(0)
+    denoiser = Denoiser(3, 16, 3, seed=0).to(DEVICE).eval()   # cost only: an untrained denoiser of the default size
+    g = torch.Generator(device=DEVICE).manual_seed(0)
     _, t_integral = _timed(lambda: mmse_integral(denoiser, x, alpha_grouped, n_points=17, n_noise=2, generator=g))
     print(f"MMSE integral (17 points x 2 draws, default denoiser size): {t_integral / B * 1e3:9.1f} ms/image")
     print(f"  end-to-end ratio per-sample / amortized (both + integral) = "

@@ -8,11 +8,12 @@ Prints, side by side in one process:
   * the same for resnet50 (random init, 224 px, small B, fewer steps);
   * HSIC and RISE images per second and time / bound (bound = n_masks forwards of one image).
 
-    PYTHONPATH=. python scripts/bench_ib.py [--quick | --full]
+    PYTHONPATH=. python scripts/bench_ib.py [--quick | --full] [--device cuda]
 
 Default (a few minutes on one core): tiny_cnn at the paper's 10 steps x 10 draws, resnet50 at 2 steps x
 4 draws (the per-step cost ratio is what batching changes), HSIC/RISE with 300/400 masks.
 --quick: fewer images. --full: resnet50 10 x 10 and HSIC/RISE with the paper's 1,500/4,000 masks.
+--device cuda: every side on the GPU, wall time (the CPU default counts the process's CPU time).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import argparse
 import time
 
 import torch
-from _timing import best_time  # noqa: E402
+from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
 from xattr.data import ShapesDataset, collate
 from xattr.info.bottleneck import SpatialGaussianSmoothing, kl_capacity
@@ -32,19 +33,23 @@ from xattr.methods.rise import RISE
 from xattr.models import build_model
 from xattr.utils.hooks import forward_hook, frozen
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
 
 def timed(fn, repeat: int = 1) -> float:
-    """Best CPU time of the process (one torch thread): robust on a machine shared with other jobs."""
-    return best_time(fn, repeat, clock=time.process_time)[0]
+    """Best CPU time of the process (one torch thread): robust on a machine shared with other jobs; on a GPU,
+    the best wall time with the device synchronised."""
+    return best_time(fn, repeat, clock=time.process_time, device=DEVICE)[0]
 
 
 def reference_style_iba(model, layer, x1, target1, stats, steps, draws, beta=10.0, lr=1.0, min_std=0.01):
     """IBA as the reference code runs it (our re-implementation of its loop, for timing only):
     one image, input expanded to `draws`, the full model per draw, capacity over the expanded batch."""
-    mean, std = stats["mean"], torch.clamp(stats["std"], min=min_std)
-    active = stats["active"].float()
-    alpha = torch.full(mean.shape, 5.0, requires_grad=True)
-    smooth = SpatialGaussianSmoothing(1.0)
+    device = x1.device
+    mean, std = stats["mean"].to(device), torch.clamp(stats["std"].to(device), min=min_std)
+    active = stats["active"].to(device).float()
+    alpha = torch.full(mean.shape, 5.0, device=device, requires_grad=True)
+    smooth = SpatialGaussianSmoothing(1.0).to(device)
     optimizer = torch.optim.Adam([alpha], lr=lr)
     batch = x1.expand(draws, -1, -1, -1)
     buffer = {}
@@ -108,30 +113,36 @@ def bench_perturbation(cls, model, images, labels, n_masks: int, batch_size: int
 
 
 def main() -> None:
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images (about a minute of CPU time)")
     parser.add_argument("--full", action="store_true", help="paper settings everywhere (long on CPU)")
+    add_device_argument(parser)
     args = parser.parse_args()
+    DEVICE = bench_device(args.device)
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
     test = ShapesDataset("test", n_samples=4 if args.quick else 8)
     batch = collate([test[i] for i in range(len(test))])
-    images, labels = batch["image"], batch["label"]
-    tiny = build_model("tiny_cnn", num_classes=6)
-    stats = feature_statistics(tiny, "bottleneck", ShapesDataset("train", n_samples=64), n_samples=64, progress=False)
+    images, labels = batch["image"].to(DEVICE), batch["label"].to(DEVICE)
+    tiny = build_model("tiny_cnn", num_classes=6).to(DEVICE)
+    stats = feature_statistics(tiny, "bottleneck", ShapesDataset("train", n_samples=64), n_samples=64, progress=False,
+                               device=DEVICE)
 
-    print(f"== IBA (10 steps x 10 draws, tiny_cnn 64px, B={len(test)}; CPU time, 1 thread)")
+    timing = "CPU time, 1 thread" if DEVICE.type == "cpu" else f"wall time on {device_label(DEVICE)}"
+    print(f"== IBA (10 steps x 10 draws, tiny_cnn 64px, B={len(test)}; {timing})")
     rows = [bench_iba("tiny_cnn", tiny, images, labels, stats, steps=10, draws=10, n_reference=1 if args.quick else 2)]
 
-    resnet = build_model("resnet50", num_classes=1000)
+    resnet = build_model("resnet50", num_classes=1000).to(DEVICE)
     big = ShapesDataset("test", n_samples=2, image_size=224)
     big_batch = collate([big[i] for i in range(len(big))])
     r_stats = feature_statistics(resnet, "bottleneck", ShapesDataset("train", n_samples=8, image_size=224),
-                                 n_samples=8, batch_size=4, progress=False)
+                                 n_samples=8, batch_size=4, progress=False, device=DEVICE)
     steps, draws = (10, 10) if args.full else (2, 4)  # default: the per-step cost ratio, fewer steps
     print(f"== IBA resnet50 random init, 224px, B=2, {steps} steps x {draws} draws")
-    rows.append(bench_iba("resnet50", resnet, big_batch["image"], big_batch["label"], r_stats, steps, draws,
+    rows.append(bench_iba("resnet50", resnet, big_batch["image"].to(DEVICE), big_batch["label"].to(DEVICE), r_stats,
+                          steps, draws,
                           n_reference=1 if args.quick else 2))
     for row in rows:
         print(f"  {row['model']:9s} B={row['B']} joint {row['joint_s_per_img']:.3f} s/img | one-at-a-time "

@@ -12,7 +12,8 @@ For every method, on ``tiny_cnn`` (64×64, random init) and ``resnet50`` (224×2
   IG and SmoothGrad are the bare Captum loops plus argument handling, so they are not run twice.
 
 Expensive defaults are scaled down for resnet50 (and for everything with ``--quick``); the ratio to the
-bound is what carries over. Run: ``python scripts/bench_methods.py [--quick]``.
+bound is what carries over. Run: ``python scripts/bench_methods.py [--quick] [--device cuda]`` (``--device``:
+every side on that device, synchronised before each timer read).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import warnings
 
 import captum.attr
 import torch
-from _timing import best_time  # noqa: E402
+from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
 from xattr.methods.deeplift import DeepLift
 from xattr.methods.deepliftshap import DeepLiftShap
@@ -65,8 +66,11 @@ def methods(model, s: dict) -> list[tuple[str, object, float, object]]:
     ]
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
 def shortest_time(fn, repeats: int = 1) -> float:
-    return best_time(fn, repeats)[0]
+    return best_time(fn, repeats, device=DEVICE)[0]
 
 
 def forward_backward(model, x, target):
@@ -78,13 +82,13 @@ def forward_backward(model, x, target):
 
 def bench(model_name: str, size: int, batch: int, quick: bool) -> None:
     torch.manual_seed(0)
-    model = build_model(model_name, num_classes=1000 if model_name == "resnet50" else 6, image_size=size)
-    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    target = torch.arange(batch) % model.spec.num_classes
+    model = build_model(model_name, num_classes=1000 if model_name == "resnet50" else 6, image_size=size).to(DEVICE)
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    target = (torch.arange(batch) % model.spec.num_classes).to(DEVICE)
     forward_backward(model, x, target)  # warm-up
     one = shortest_time(lambda: forward_backward(model, x, target), 3)
     s = settings(model_name, quick)
-    print(f"\n{model_name} {size}x{size}, batch {batch}, 1 forward-backward = {one / batch * 1e3:.1f} ms/img "
+    print(f"\n{model_name} {size}x{size}, batch {batch}, {device_label(DEVICE)}, 1 forward-backward = {one / batch * 1e3:.1f} ms/img "
           f"(settings: IG n_steps={s['ig_steps']}, SmoothGrad n_samples={s['sg_samples']})")
     print(f"{'method':26s} {'passes':>7s} {'s/img':>9s} {'bound':>7s} {'vs captum':>10s}")
     for name, method, passes, bare in methods(model, s):
@@ -103,10 +107,13 @@ def bench(model_name: str, size: int, batch: int, quick: bool) -> None:
 
 
 def main() -> None:
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer IG steps / SmoothGrad samples everywhere")
     parser.add_argument("--threads", type=int, default=1)
+    add_device_argument(parser)
     args = parser.parse_args()
+    DEVICE = bench_device(args.device)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # Captum's hook notices
     start = time.perf_counter()

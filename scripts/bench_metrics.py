@@ -7,7 +7,8 @@
 
 Models: tiny_cnn 64x64 and resnet50 224x224, random init (no weights offline), one thread. Maps are
 plain gradient saliency of the predicted class. ``--quick`` uses fewer images and coarser steps.
-Run: ``PYTHONPATH=. python scripts/bench_metrics.py --quick``.
+Run: ``PYTHONPATH=. python scripts/bench_metrics.py --quick [--device cuda]`` (``--device``: models, images and
+every side on that device, synchronised before each timer read; grad-cam's imputer solves on the CPU either way).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from _timing import add_device_argument, bench_device, device_label, synchronize  # noqa: E402
 
 from xattr.metrics import MNIM, ROAD, Deletion, Insertion
 from xattr.metrics._perturb import blur, rank_units, step_counts
@@ -39,24 +41,32 @@ def saliency(model, x):
     return saliency_for(model, x, target)
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
 def images(size, n, seed=0):
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(n, 3, size // 8, size // 8, generator=g)
-    return torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x.to(DEVICE)
 
 
 def timed(fn):
+    synchronize(DEVICE)
     start = time.perf_counter()
     out = fn()
+    synchronize(DEVICE)
     return out, time.perf_counter() - start
 
 
 @torch.no_grad()
 def one_forward_time(model, x, repeats=3):
     model(x[:1])
+    synchronize(DEVICE)
     start = time.perf_counter()
     for _ in range(repeats):
         model(x[:1])
+    synchronize(DEVICE)
     return (time.perf_counter() - start) / repeats
 
 
@@ -66,7 +76,7 @@ def rise_loop(model, x, maps, target, step, insert):
     aucs, curves = [], []
     for b in range(x.shape[0]):
         units = maps[b].numel()
-        order = np.argsort(-maps[b].numpy().reshape(-1), kind="stable")
+        order = np.argsort(-maps[b].cpu().numpy().reshape(-1), kind="stable")
         per_step = max(1, int(round(step * units)))
         n_steps = math.ceil(units / per_step)
         if insert:
@@ -78,7 +88,7 @@ def rise_loop(model, x, maps, target, step, insert):
         for i in range(n_steps + 1):
             scores[i] = model(start[None]).softmax(-1)[0, target[b]].item()
             if i < n_steps:
-                coords = torch.as_tensor(order[per_step * i: per_step * (i + 1)])
+                coords = torch.as_tensor(order[per_step * i: per_step * (i + 1)], device=x.device)
                 start_flat[:, coords] = finish_flat[:, coords]
         curves.append(scores)
         aucs.append((scores.sum() - scores[0] / 2 - scores[-1] / 2) / (len(scores) - 1))
@@ -92,8 +102,9 @@ def bench_insdel(name, model, x, step):
     (ours_i, ours_d), t_ours = timed(lambda: (ins(model, x, maps, target), deletion(model, x, maps, target)))
     (ref_i, ref_d), t_ref = timed(lambda: (rise_loop(model, x, maps, target, step, True),
                                            rise_loop(model, x, maps, target, step, False)))
-    diff = max(np.abs(ours_i["auc"].numpy() - ref_i[0]).max(), np.abs(ours_d["auc"].numpy() - ref_d[0]).max())
-    diff_curve = max(np.abs(ours_i["curve"].numpy() - ref_i[1]).max(), np.abs(ours_d["curve"].numpy() - ref_d[1]).max())
+    diff = max(np.abs(ours_i["auc"].cpu().numpy() - ref_i[0]).max(), np.abs(ours_d["auc"].cpu().numpy() - ref_d[0]).max())
+    diff_curve = max(np.abs(ours_i["curve"].cpu().numpy() - ref_i[1]).max(),
+                     np.abs(ours_d["curve"].cpu().numpy() - ref_d[1]).max())
     passes = 2 * len(step_counts(maps[0].numel(), step))
     bound = passes * one_forward_time(model, x)
     print(f"  {name:9s} {x.shape[0]} img, step {step}: ours {t_ours / x.shape[0]:.3f} s/img, RISE loop "
@@ -125,9 +136,9 @@ def gradcam_road(model, x, cams, target, fractions, order, noise):
 def bench_road(name, model, x, fractions):
     maps, target = saliency(model, x)
     pixel_maps = maps.sum(1, keepdim=True)
-    cams = pixel_maps[:, 0].numpy()
+    cams = pixel_maps[:, 0].cpu().numpy()
     cams = (cams - cams.min(axis=(1, 2), keepdims=True)) / np.ptp(cams, axis=(1, 2), keepdims=True)
-    cams_t = torch.from_numpy(cams)[:, None]
+    cams_t = torch.from_numpy(cams)[:, None].to(x.device)
     try:
         import pytorch_grad_cam  # noqa: F401
     except ImportError as error:
@@ -135,7 +146,7 @@ def bench_road(name, model, x, fractions):
         return None
     ratios = []
     for order in ("morf", "lerf"):
-        ours0 = ROAD(fractions, order, noise=0.0, return_curves=True)(model, x, cams_t, target)["curve"].numpy()
+        ours0 = ROAD(fractions, order, noise=0.0, return_curves=True)(model, x, cams_t, target)["curve"].cpu().numpy()
         theirs0 = gradcam_road(model, x, cams, target, fractions, order, 0.0)
         ours_out, t_ours = timed(lambda order=order: ROAD(fractions, order, noise=0.01, return_curves=True)(
             model, x, cams_t, target))
@@ -145,15 +156,15 @@ def bench_road(name, model, x, fractions):
         print(f"  {name:9s} {order}: {x.shape[0]} img x {len(fractions)} fractions: ours {t_ours / x.shape[0]:.3f} s/img, "
               f"grad-cam {t_ref / x.shape[0]:.3f} s/img -> {t_ref / t_ours:.1f}x faster; noise 0 max |dprob| "
               f"{np.abs(ours0 - theirs0).max():.2e}; noise 0.01 max |dprob| "
-              f"{np.abs(ours_out['curve'].numpy() - theirs).max():.2e}")
+              f"{np.abs(ours_out['curve'].cpu().numpy() - theirs).max():.2e}")
     try:
         import quantus
 
-        y = target.numpy()
+        y = target.cpu().numpy()
         metric = quantus.ROAD(percentages=[100 * f for f in fractions], noise=0.01, display_progressbar=False,
                               disable_warnings=True)
-        _, t_q = timed(lambda: metric(model=model, x_batch=x.numpy(), y_batch=y, a_batch=cams[:, None],
-                                      device="cpu", channel_first=True))
+        _, t_q = timed(lambda: metric(model=model, x_batch=x.cpu().numpy(), y_batch=y, a_batch=cams[:, None],
+                                      device=str(x.device), channel_first=True))
         _, t_ours = timed(lambda: ROAD(fractions, "morf", noise=0.01)(model, x, cams_t, target))
         print(f"  {name:9s} morf vs Quantus ROAD (accuracy only): ours {t_ours / x.shape[0]:.3f} s/img, "
               f"Quantus {t_q / x.shape[0]:.3f} s/img -> {t_q / t_ours:.1f}x faster")
@@ -168,7 +179,7 @@ def linear_scan_passes(model, x, rank, start, target, threshold, chunk=64, cap=1
     """Forward passes a linear scan over every unit count needs to find the first crossing (stops at ``cap``)."""
     units = rank.numel()
     for lo in range(0, min(units, cap) + 1, chunk):
-        counts = torch.arange(lo, min(lo + chunk, units + 1))
+        counts = torch.arange(lo, min(lo + chunk, units + 1), device=x.device)
         batch = torch.where(rank[None] < counts.view(-1, 1, 1, 1), x[None], start[None])
         p = model(batch).softmax(-1)[:, target]
         hit = torch.nonzero(p >= threshold).flatten()
@@ -216,16 +227,20 @@ def bench_mnim(name, model, x, scan: bool, pixel_maps: bool = False):
 
 
 def main():
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, coarser steps (about 2-3 minutes)")
+    add_device_argument(parser)
     args = parser.parse_args()
+    DEVICE = bench_device(args.device)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    tiny = build_model("tiny_cnn", num_classes=6).eval()
-    resnet = build_model("resnet50", num_classes=1000).eval()
+    tiny = build_model("tiny_cnn", num_classes=6).eval().to(DEVICE)
+    resnet = build_model("resnet50", num_classes=1000).eval().to(DEVICE)
     n_tiny = 4 if args.quick else 6
     x_tiny, x_res = images(64, n_tiny), images(224, 1, seed=1)
 
+    print(f"device: {device_label(DEVICE)}")
     print("insertion + deletion vs RISE-style one-step loop (target >= 10x, identical values)")
     bench_insdel("tiny_cnn", tiny, x_tiny, 0.01)
     bench_insdel("resnet50", resnet, x_res, 0.05)
