@@ -178,6 +178,7 @@ summary() {  # summary.md: the steps table so far, then the ratios the benchmark
     section "DiffIB: amortized vs per-sample" bench_diffib "ratio per-sample .* / amortized|end-to-end ratio"
     section "Stable-Diffusion-size UNet: calls/s, fp16 vs fp32" bench_unet "^UNet2DConditionModel|^fp32:|^SUMMARY unet"
     section "CoIBA vs IBA / IBA*" bench_coiba "^CoIBA / IBA"
+    section "Run loader: DataLoader (pinned) vs collating in the main process" bench_loader "^[a-z].*images|ratio"
     section "Gradient methods: time / (passes x forward-backward)" bench_methods "^(tiny_cnn|resnet50) .*forward-backward|^method |^saliency |^integrated_gradients "
     section "Transformer baselines: images/s batched vs one by one" bench_vitxai "^(tiny_vit|vit_b16): |^method |^(rollout|generic_attention|chefer_lrp|beyond_intuition|iia|vit_cx) "
     section "cuda tests" tests "^[0-9]+ (passed|failed|skipped|error)|^(FAILED|ERROR) "

@@ -29,7 +29,7 @@ RUN_CASES = {
     "seed-null": (["seed=null"], "seed=null is not valid"),
     "device-unknown": (["device=gpu"], "device=gpu is not valid: expected cpu, cuda, cuda:N or mps"),
     "device-int": (["device=0"], "device=0 is not valid"),
-    "precision-unknown": (["precision=fp8"], "precision=fp8 is not an option; use precision=fp32 or precision=bf16 or precision=fp16"),
+    "precision-unknown": (["precision=fp8"], "precision=fp8 is not an option; use precision=fp32 or precision=tf32 or precision=bf16 or precision=fp16"),
     "loader-workers-negative": (["loader.num_workers=-1"], "loader.num_workers=-1 is not valid: expected an integer >= 0"),
     "loader-pin-unknown": (["loader.pin_memory=maybe"], "loader.pin_memory=maybe is not valid"),
     "loader-unknown-key": (["+loader.workers=2"], "unknown key loader.workers"),

@@ -23,7 +23,7 @@ def test_autocast_runs_matmuls_in_the_reduced_type_and_fp32_is_a_no_op():
 
 
 def test_bad_precision_and_device_are_one_line_naming_the_value():
-    with pytest.raises(XattrError, match=r"precision='fp8' is not one of fp32, bf16, fp16"):
+    with pytest.raises(XattrError, match=r"precision='fp8' is not one of fp32, tf32, bf16, fp16"):
         check_precision("fp8")
     with pytest.raises(XattrError, match=r"device='cuda:x' is not a torch device"):
         check_device("cuda:x")
@@ -82,3 +82,18 @@ def test_kl_capacity_computes_bf16_features_in_float32():
     assert low.dtype == torch.float32
     assert torch.allclose(low, kl_capacity(r.bfloat16().float(), lam, mu, sigma))
     assert torch.allclose(low, full, rtol=0.05, atol=0.05)
+
+
+def test_fp32_means_ieee_float32_on_cuda_and_tf32_allows_tf32():
+    saved = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    try:
+        from xattr.utils.precision import apply_float32_precision
+
+        apply_float32_precision("tf32")
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+        apply_float32_precision("fp32")
+        assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == ("ieee",) * 2
+        with autocast("cpu", "tf32"):  # tf32 is no autocast
+            assert (torch.randn(2, 2) @ torch.randn(2, 2)).dtype == torch.float32
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = saved

@@ -17,7 +17,9 @@ def test_signature_schema_types_ranges_and_unknown_keys():
                         "it") == []
     problems = check_target({"size": "3", "scale": True, "sizes": [1], "flag": "no", "nmae": "a"}, target, "n.",
                             "it", ranges={"size": Field(ge=1)})
-    assert problems == ["n.size=3 is not valid: expected an integer >= 1", "n.scale=true is not valid: expected a number",
+    assert problems == ["n.size=3 is not valid: expected an integer >= 1 (it is the string '3', as ${oc.env:VAR} "
+                        'gives: write "${oc.decode:${oc.env:VAR}}" with the double quotes, or the number itself)',
+                        "n.scale=true is not valid: expected a number",
                         "n.sizes=[1] is not valid: expected a list", "n.flag=no is not valid: expected true or false",
                         "unknown key n.nmae (did you mean n.name?); it has the keys size, scale, sizes, flag, name"]
     assert check_target({"size": 0}, target, "n.", "it", ranges={"size": Field(ge=1)}) == [

@@ -64,7 +64,7 @@ from xattr.tasks._build import (
 from xattr.tasks._checks import check_batch, check_image_size, check_run_config
 from xattr.tasks._kinds import model_kind
 from xattr.tasks._outputs import method_diagnostics, metric_outputs
-from xattr.utils.precision import autocast
+from xattr.utils.precision import apply_float32_precision, autocast
 from xattr.utils.seed import seed_everything
 from xattr.utils.validate import check_maps
 
@@ -113,6 +113,7 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
     # the manifest first (written, or compared with an interrupted run's): only the cheap dataset is built
     # before it, so a resume with other overrides is refused before any model, method or training
     device, seed, cache_dir = str(cfg.get("device", "cpu")), int(cfg.seed), Path(cfg.paths.cache_dir)
+    apply_float32_precision(str(cfg.get("precision", "fp32")))  # CUDA's float32: IEEE for fp32, TF32 for tf32
     seed_everything(seed)  # build in this order: it fixes the seeded random state
     dataset = build_dataset(cfg, names["dataset"])
     n_total, batch_size = len(dataset), int(cfg.batch_size)

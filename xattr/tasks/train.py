@@ -17,7 +17,7 @@ from xattr.errors import XattrError
 from xattr.tasks._schema import check_config
 from xattr.training import distributed
 from xattr.training._loop import LABEL
-from xattr.utils.precision import check_device
+from xattr.utils.precision import apply_float32_precision, check_device
 from xattr.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def run(cfg: DictConfig) -> Path:
     """Train what ``cfg.task`` names and return the checkpoint path."""
     check_config(cfg, "train")  # the whole config (types, ranges, no unknown keys) before any work
     check_device(str(cfg.get("device", "cpu")))
+    apply_float32_precision(str(cfg.get("precision", "fp32")))
     task = cfg.get("task")
     if not isinstance(task, DictConfig):
         raise XattrError("the train config has no task group; run `xattr train task=classifier` "
