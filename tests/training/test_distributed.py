@@ -84,7 +84,7 @@ def run_ranks(kind: str, folder: Path, world: int = 2) -> list[dict]:
 def assert_same_weights(weights: dict, reference: dict, what: str) -> None:
     assert weights.keys() == reference.keys()
     for name, weight in reference.items():
-        torch.testing.assert_close(weights[name], weight, rtol=1e-5, atol=1e-6, msg=lambda m: f"{what} {name}: {m}")
+        torch.testing.assert_close(weights[name], weight, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{what} {name}: {m}")
 
 
 @pytest.mark.parametrize("kind", list(TRAINERS))
