@@ -20,7 +20,6 @@ differently (measured on the CPU by emulating the GPU's arithmetic, see each tes
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -186,11 +185,9 @@ def test_bf16_maps_correlate_with_fp32(model, method, bound, tmp_path, checkpoin
     The bounds come from the same runs under CPU bf16 autocast (the whole method, IBA's capacity included):
     tiny_vit saliency >= 0.993, IG >= 0.9997; tiny_cnn saliency 0.873-0.890 (max-pool ties again), IBA >= 0.993.
     DiffIB is left out: its per-sample fit amplifies rounding (bf16 vs fp32 on the CPU: Pearson -0.10 to 0.94).
-    Until ``precision=`` reaches the run loop the two runs are identical, which passes with a warning."""
+    Identical maps would mean autocast never reached the method: that fails too."""
     fp32 = run_maps(tmp_path, "fp32", checkpoints[model], method, f"device={cuda_device}", "precision=fp32")
     bf16 = run_maps(tmp_path, "bf16", checkpoints[model], method, f"device={cuda_device}", "precision=bf16")
-    if np.array_equal(fp32, bf16):
-        warnings.warn(f"precision=bf16 gave the fp32 maps bit for bit ({model} {method}): is precision= wired "
-                      "into the run loop?", stacklevel=1)
+    assert not np.array_equal(fp32, bf16), f"precision=bf16 gave the fp32 maps bit for bit ({model} {method})"
     pearson, spearman = correlations(fp32, bf16)
     assert (pearson >= bound).all(), f"{model} {method}: Pearson(bf16, fp32) {pearson} (Spearman {spearman})"
