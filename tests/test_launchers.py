@@ -129,7 +129,7 @@ def _first_use_sweep(tmp_path: Path, launcher: str, method: list[str], sweep_nam
                  "metric.deletion.step=0.25", f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", *method,
                  *extra, "seed=0,1"])
     assert code == 0
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))  # not .submitit
     assert len(jobs) == 2 and all((job / "DONE").is_file() for job in jobs), jobs
     return sweep
 
