@@ -108,7 +108,7 @@ def explode_layers(model: nn.Module) -> list[nn.Module]:
     return [model.net.features[24]] if model.spec.family == "cnn" else list(model.net.blocks[-1].modules())
 
 
-def make_method(path: Path, model: nn.Module, tmp_path: Path, train_dataset):
+def make_method(path: Path, model: nn.Module, tmp_path: Path, train_dataset, **overrides):
     cfg = OmegaConf.create({
         "method": OmegaConf.load(path),
         "paths": {"data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache"),
@@ -117,7 +117,7 @@ def make_method(path: Path, model: nn.Module, tmp_path: Path, train_dataset):
         "dataset": {"name": "shapes", "image_size": 64, "split": "test", "seed": 0},
         "seed": 0, "device": "cpu",
     })
-    for key, value in FAST_OVERRIDES.get(path.stem, {}).items():
+    for key, value in {**FAST_OVERRIDES.get(path.stem, {}), **overrides}.items():
         OmegaConf.update(cfg, f"method.{key}", value, force_add=True)
     method = hydra.utils.instantiate(cfg.method, model=model)
     method.prepare(RunContext(train_dataset=train_dataset, cache_dir=tmp_path / "cache", model_name=model.spec.name,
@@ -220,13 +220,7 @@ def test_host_reads_do_not_grow_with_the_iteration_count(path, model_name, image
     key, small, large = ITERATION_KEYS[path.stem]
     counts = []
     for value in (small, large):
-        FAST = FAST_OVERRIDES.setdefault(path.stem, {})
-        saved = FAST.get(key, _MISSING)
-        FAST[key] = value
-        try:
-            method = make_method(path, build(model_name), tmp_path / f"{key}{value}", train_dataset)
-        finally:
-            FAST.pop(key) if saved is _MISSING else FAST.__setitem__(key, saved)
+        method = make_method(path, build(model_name), tmp_path / f"{key}{value}", train_dataset, **{key: value})
         with HostReads() as reads:
             seeded(method, images, TARGETS)
         counts.append(reads.counts)
@@ -235,5 +229,3 @@ def test_host_reads_do_not_grow_with_the_iteration_count(path, model_name, image
     assert counts[1] == counts[0], f"{path.stem}: host reads {dict(counts[0])} at {key}={small}, " \
                                    f"{dict(counts[1])} at {key}={large}"
 
-
-_MISSING = object()
