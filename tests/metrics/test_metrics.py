@@ -161,6 +161,28 @@ def test_all_zero_image_batch_of_one_and_dauc():
     assert abs(out["dauc"].item()) < 1e-6
 
 
+def test_dauc_sign_on_a_known_answer():
+    """A model whose target probability rises with one box's brightness, and a map that ranks the box first:
+    inserting the box first brings the probability up at once (insertion AUC high), deleting it first takes it
+    away at once (deletion AUC low), so DAUC = insertion - deletion is clearly positive, and equals the two
+    metrics' own values; the map that ranks the box last scores the opposite."""
+    from box_helpers import BoxReader, box_images, box_mask
+
+    model = BoxReader().eval()
+    x, target = box_images(2, channels=3), torch.zeros(2, dtype=torch.long)
+    first = box_mask().float().expand(2, 1, -1, -1) + 0.01 * maps_like(x, 1)   # box first, the rest in noise order
+    last = 1.0 - first
+    out = DAUC(step=0.05)(model, x, first, target)
+    ins = Insertion(step=0.05, substrate="blur")(model, x, first, target)
+    dele = Deletion(step=0.05, substrate="zero")(model, x, first, target)
+    torch.testing.assert_close(out["insertion"], ins, rtol=0, atol=0)
+    torch.testing.assert_close(out["deletion"], dele, rtol=0, atol=0)
+    torch.testing.assert_close(out["dauc"], ins - dele, rtol=0, atol=0)
+    assert (ins > 0.8).all() and (dele < 0.2).all() and (out["dauc"] > 0.6).all(), out
+    wrong = DAUC(step=0.05)(model, x, last, target)
+    assert (wrong["dauc"] < -0.6).all(), wrong
+
+
 def test_tiny_cnn_zoo_model_and_unknown_ground_truth_kwargs(tiny_cnn, shapes_batch):
     x = shapes_batch["image"][:2]
     maps = maps_like(x, 1)
