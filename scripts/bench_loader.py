@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _timing import best_time
+from _timing import add_device_argument, bench_device, best_time
 from PIL import Image
 
 from xattr.data import FolderDataset, ShapesDataset, collate
@@ -68,15 +68,16 @@ def compare(name: str, dataset, batch_size: int, device: str, repeats: int) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images (CI-sized)")
-    parser.add_argument("--device", default="cpu", help="where the batches are copied (cpu, cuda)")
+    add_device_argument(parser)
     args = parser.parse_args()
+    device = str(bench_device(args.device))
     torch.set_num_threads(1)
     n_shapes, n_files, repeats = (128, 64, 2) if args.quick else (1024, 512, 3)
-    compare("shapes (embedded, 64 px)", ShapesDataset(split="test", n_samples=n_shapes), 16, args.device, repeats)
+    compare("shapes (embedded, 64 px)", ShapesDataset(split="test", n_samples=n_shapes), 16, device, repeats)
     with tempfile.TemporaryDirectory() as root:
         write_folder(Path(root), n_files)
         folder = FolderDataset(root, split="test", image_size=224)
-        compare("image folder (256 px JPEG -> 224 px)", folder, 16, args.device, repeats)
+        compare("image folder (256 px JPEG -> 224 px)", folder, 16, device, repeats)
 
 
 if __name__ == "__main__":
