@@ -43,6 +43,10 @@ except ImportError:  # a copy of mutmut 3.8.1's mapping
 
 COLUMNS = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "not checked")
 MUTANT_SUFFIX = re.compile(r"__mutmut_(\d+)$")
+# What a surviving mutation touches, by a heuristic on its diff (a hint for triage, not a verdict):
+KINDS = ("logic", "string", "message", "display", "dtype/device")
+_STRING = re.compile(r"""[rbf]?("[^"]*"|'[^']*')""")
+_DTYPE_DEVICE = re.compile(r"\b(dtype|device)=[^,)]*|\.to\([^()]*\)|[\w.]+\.(dtype|device)\b|\bNone\b|[, ]")
 
 
 def meta_files(mutants: Path, paths: list[str]) -> list[Path]:
@@ -72,12 +76,27 @@ def _function_lines(mutated_file: list[str], span: list[int]) -> list[str]:
     return mutated_file[start - 1:end]
 
 
-def mutation_diff(mutated_file: list[str], spans: dict, local_name: str) -> str:
-    """The lines the mutant changes, ``old -> new``, from the spans mutmut wrote (empty if unknown)."""
+def kind_of(removed: str, added: str) -> str:
+    """``message`` (an error's text), ``display`` (progress bar / log), ``dtype/device`` (a dtype or device
+    argument dropped or set to None), ``string`` (only a string literal differs: a mode, a key, a label),
+    else ``logic``."""
+    if "raise " in removed or "Error(" in removed or "warn(" in removed:
+        return "message"
+    if re.search(r"\btqdm\(|\blog\.|\bbar\.|\bdesc=", removed):
+        return "display"
+    if _DTYPE_DEVICE.sub("", removed) == _DTYPE_DEVICE.sub("", added) and re.search(r"dtype|device|\.to\(", removed):
+        return "dtype/device"
+    if _STRING.sub('""', removed) == _STRING.sub('""', added):
+        return "string"
+    return "logic"
+
+
+def mutation_diff(mutated_file: list[str], spans: dict, local_name: str) -> tuple[str, str]:
+    """``(old, new)``: the lines the mutant changes, from the spans mutmut wrote (empty if unknown)."""
     base = MUTANT_SUFFIX.sub("", local_name)
     orig, mutant = spans.get(base + "__mutmut_orig"), spans.get(local_name)
     if orig is None or mutant is None:
-        return ""
+        return "", ""
     plain = function_name(base).rpartition(".")[2]  # the name the def line has in the source
     a = [line.replace(base + "__mutmut_orig", plain) for line in _function_lines(mutated_file, orig)]
     b = [line.replace(local_name, plain) for line in _function_lines(mutated_file, mutant)]
@@ -86,7 +105,7 @@ def mutation_diff(mutated_file: list[str], spans: dict, local_name: str) -> str:
         if line.startswith(("---", "+++", "@@")):
             continue
         (removed if line.startswith("-") else added).append(" ".join(line[1:].split()))
-    return f"`{' / '.join(removed)}` -> `{' / '.join(added) or '(line removed)'}`"
+    return " / ".join(removed), " / ".join(added)
 
 
 def collect(mutants: Path, paths: list[str]) -> list[dict]:
@@ -106,8 +125,9 @@ def collect(mutants: Path, paths: list[str]) -> list[dict]:
             status = status_of(code)
             if status in ("survived", "no tests", "suspicious"):
                 local = key.rsplit(".", 1)[1]
+                old, new = mutation_diff(mutated, spans, local) if mutated else ("", "")
                 survivors.append({"key": key, "status": status, "function": function_name(MUTANT_SUFFIX.sub("", local)),
-                                  "diff": mutation_diff(mutated, spans, local) if mutated else ""})
+                                  "old": old, "new": new, "kind": kind_of(old, new)})
         durations = [d for k, d in meta.get("durations_by_key", {}).items() if codes.get(k) is not None and d]
         rows.append({"module": str(source), "total": len(codes), "counts": counts, "survivors": survivors,
                      "seconds": sum(durations), "timed": len(durations)})
@@ -126,7 +146,7 @@ def score(counts: Counter, total: int) -> str:
     return f"{100 * (counts['killed'] + counts['timeout']) / tested:.1f}%"
 
 
-def markdown(rows: list[dict], survivors: bool) -> str:
+def markdown(rows: list[dict], survivors: bool, kinds: tuple[str, ...] = KINDS) -> str:
     head = ["module", "mutants", *COLUMNS, "score"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     total = Counter()
@@ -148,10 +168,16 @@ def markdown(rows: list[dict], survivors: bool) -> str:
         for row in rows:
             if not row["survivors"]:
                 continue
-            out.append(f"\n### `{row['module']}`: {len(row['survivors'])} not killed\n")
+            by_kind = Counter(s["kind"] for s in row["survivors"])
+            split = ", ".join(f"{by_kind[k]} {k}" for k in KINDS if by_kind[k])
+            listed = "" if set(kinds) == set(KINDS) else f"; listed: {', '.join(kinds)}"
+            out.append(f"\n### `{row['module']}`: {len(row['survivors'])} not killed ({split}{listed})\n")
             for s in row["survivors"]:
+                if s["kind"] not in kinds:
+                    continue
                 tag = "" if s["status"] == "survived" else f" ({s['status']})"
-                out.append(f"- `{s['key'].rsplit('.', 1)[1]}`{tag} in `{s['function']}`: {s['diff']}")
+                change = f"`{s['old']}` -> `{s['new'] or '(line removed)'}`" if s["old"] or s["new"] else ""
+                out.append(f"- `{s['key'].rsplit('.', 1)[1]}`{tag} in `{s['function']}` [{s['kind']}]: {change}")
     return "\n".join(out) + "\n"
 
 
@@ -161,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", nargs="*", default=[], help="source files / folders to report (default: all)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     parser.add_argument("--no-survivors", action="store_true", help="only the table")
+    parser.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS),
+                        help="list only survivors of these kinds (a heuristic on the diff; default: all)")
     args = parser.parse_args(argv)
     if not args.mutants.is_dir():
         print(f"no {args.mutants}/ folder: run `make mutants` (mutmut run) first", file=sys.stderr)
@@ -169,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"no mutants recorded under {args.mutants}/ for {args.paths or 'any path'}", file=sys.stderr)
         return 1
-    text = markdown(rows, survivors=not args.no_survivors)
+    text = markdown(rows, survivors=not args.no_survivors, kinds=tuple(args.kinds))
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
