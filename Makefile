@@ -7,7 +7,7 @@ XATTR := $(VENV)/bin/xattr
 SCALE ?= tiny
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup setup-dev run test test-slow lint bench gpu-check clean-outputs help
+.PHONY: setup setup-dev run test test-slow mutants lint bench gpu-check clean-outputs help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,17 @@ test: setup-dev  ## run the fast test suite (offline, CPU)
 
 test-slow: setup-dev  ## run only the heavy tests
 	$(PY) -m pytest -m slow -n 2 --dist loadfile
+
+# Mutation testing (docs/testing.md): mutmut copies the tree into mutants/, mutates the modules [tool.mutmut]
+# only_mutate names, maps tests to functions with one stats run, then runs each mutant against the tests that
+# reach it. Results are kept in mutants/: a second run only tests mutants without a verdict (rm -rf mutants
+# to start over). MUTANTS_PATHS=xattr/info/channel.py (files or folders) re-tests only those modules' mutants.
+MUTANTS_PATHS ?=
+MUTANTS_CHILDREN ?= 2
+mutants_globs = $(foreach p,$(MUTANTS_PATHS),'$(subst /,.,$(basename $(patsubst %/,%,$(p)))).*')
+mutants: setup-dev  ## mutation testing (mutmut) of xattr/info, diffib, token bottleneck, xattr/metrics; table in mutants/report.md
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(MUTANTS_CHILDREN) $(mutants_globs)
+	$(PY) scripts/mutation_report.py --out mutants/report.md $(if $(MUTANTS_PATHS),--paths $(MUTANTS_PATHS))
 
 lint: setup-dev  ## ruff
 	$(VENV)/bin/ruff check xattr tests scripts
