@@ -35,3 +35,15 @@ def test_validation_messages():
         check_targets(torch.tensor([7]), 1, num_classes=6)
     with pytest.raises(XattrError, match="NaN"):
         check_maps(torch.full((1, 1, 8, 8), float("nan")), torch.rand(1, 3, 8, 8))
+
+
+def test_atomic_torch_save_stores_detached_host_tensors_in_the_same_structure(tmp_path):
+    import torch
+
+    from xattr.utils.io import atomic_torch_save, load_torch_file
+
+    weight = torch.ones(2, requires_grad=True)
+    atomic_torch_save(tmp_path / "s.pt", {"w": weight * 2, "nested": [(weight, 3)], "name": "x"})
+    state = load_torch_file(tmp_path / "s.pt", name="state", fix="delete it")
+    assert state["name"] == "x" and isinstance(state["nested"][0], tuple) and state["nested"][0][1] == 3
+    assert not state["w"].requires_grad and state["w"].device.type == "cpu" and torch.equal(state["w"], weight * 2)

@@ -118,7 +118,8 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
     resumed from there; the final weights go to ``checkpoint``. The model trains on ``device`` (the rendered
     images stay on the host as uint8, each batch is moved); the shuffling and flips are drawn on the host, so
     a CUDA run draws the same batches as a CPU one. ``precision``: autocast of the forward pass and loss
-    (:mod:`xattr.utils.precision`; fp16 on CUDA with a gradient scaler). Checkpoints hold host tensors.
+    (:mod:`xattr.utils.precision`; fp16 on CUDA with a gradient scaler). Checkpoints hold host tensors
+    (:func:`xattr.utils.io.atomic_torch_save`).
     """
     model.to(device)
     scaler = grad_scaler(device, precision)
@@ -164,27 +165,15 @@ def train_classifier(model: ZooModel, train_set, test_set, *, epochs: int, batch
         model.eval()
         accuracy = evaluate_accuracy(model, test_x, test_y, precision=precision)
         bar.set_postfix(loss=f"{loss.item():.3f}", test_acc=f"{accuracy:.3f}")
-        write_partial(partial, {"model": host(model.state_dict()), "optimizer": host(optimizer.state_dict()),
+        write_partial(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                                 "rng": torch.get_rng_state()})
     accuracy = evaluate_accuracy(model.eval(), test_x, test_y, precision=precision)
     if checkpoint is not None:
-        write_final(checkpoint, partial, {"model": host(model.state_dict()),
+        write_final(checkpoint, partial, {"model": model.state_dict(),
                                           "meta": {"image_size": model.spec.input_size[0], **(meta or {}),
                                                    "test_accuracy": accuracy, "epochs": epochs}})
     return {"test_accuracy": accuracy}
-
-
-def host(state):
-    """``state`` (a state dict, nested dicts/lists of tensors) with every tensor on the host: checkpoints load
-    anywhere."""
-    if isinstance(state, torch.Tensor):
-        return state.detach().cpu()
-    if isinstance(state, dict):
-        return {key: host(value) for key, value in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(host(value) for value in state)
-    return state
 
 
 def estimate_training_seconds(model: ZooModel, train_set, test_set, *, epochs: int, batch_size: int,

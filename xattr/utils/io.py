@@ -71,13 +71,14 @@ def atomic_savefig(path: str | os.PathLike, figure, **kwargs) -> Path:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
-    """``torch.save`` atomically (checkpoints survive an interrupted write). ``obj`` must load back with
-    ``weights_only=True`` (tensors, dicts, lists, tuples, str, numbers, None), as :func:`load_torch_file` reads it:
-    anything else is a bug of the writer (``TypeError``), caught here rather than when the file is read."""
+    """``torch.save`` atomically (checkpoints survive an interrupted write), every tensor moved to the host first
+    (a file written by a CUDA run loads anywhere). ``obj`` must load back with ``weights_only=True`` (tensors,
+    dicts, lists, tuples, str, numbers, None), as :func:`load_torch_file` reads it: anything else is a bug of the
+    writer (``TypeError``), caught here rather than when the file is read."""
     import torch
 
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(_on_host(obj), buffer)
     data = buffer.getvalue()
     try:
         torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -85,6 +86,19 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
         raise TypeError(f"{path}: the state to save does not load with weights_only=True "
                         f"({_refusal(error)}); store tensors, dicts, lists, str and numbers only") from error
     return atomic_write_bytes(path, data)
+
+
+def _on_host(obj: Any) -> Any:
+    """``obj`` with every tensor in it (nested dicts, lists, tuples) detached and on the CPU."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {key: _on_host(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_host(value) for value in obj)
+    return obj
 
 
 def load_torch_file(path: str | os.PathLike, *, name: str, fix: str) -> Any:
