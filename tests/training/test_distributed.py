@@ -29,7 +29,6 @@ TINY = {"steps": 6, "batch_size": 4, "width": 4, "depth": 2, "train_size": 16, "
 TRAINERS = {"denoiser": DenoiserTrainer, "alpha_unet": AlphaUNetTrainer}
 
 
-
 def read(path):
     """A file the trainers wrote, read weights-only as the suite reads it."""
     return load_torch_file(path, name="checkpoint", fix="a test bug")

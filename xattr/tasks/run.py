@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from xattr.data.loader import batch_loader
 from xattr.runs import Results, RunFolder, chunk_arrays, is_complete, markdown_table, summarise
@@ -157,10 +157,9 @@ def _run(cfg: DictConfig, folder: RunFolder, names: dict[str, str]) -> None:
 
 
 def loader_options(cfg: DictConfig) -> dict:
-    """``num_workers``, ``pin_memory``, ``prefetch_factor`` of ``cfg.loader`` (:func:`xattr.data.loader.batch_loader`)."""
-    loader = cfg.get("loader") or {}
-    return {"num_workers": int(loader.get("num_workers", 0)), "pin_memory": loader.get("pin_memory", "auto"),
-            "prefetch_factor": int(loader.get("prefetch_factor", 2))}
+    """``cfg.loader`` (``conf/run.yaml``) as keywords of :func:`xattr.data.loader.batch_loader`, whose defaults
+    stand for keys a hand-made config leaves out."""
+    return OmegaConf.to_container(cfg.loader, resolve=True) if cfg.get("loader") else {}
 
 
 def batch_plan(n_total: int, batch_size: int, offset: int = 0) -> list[tuple[int, range]]:
