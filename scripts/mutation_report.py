@@ -7,8 +7,7 @@ mutmut 3 (>= 3.8) keeps, next to every mutated copy ``mutants/<path>.py``:
 - ``<path>.py.spans`` (JSON): the lines of the mutated file each generated function occupies, the original
   (``..__mutmut_orig``) and every mutant, which is how the mutation itself is shown here without mutmut.
 
-Exit codes are read as mutmut reads them (``mutmut.stats.status_by_exit_code``, copied below when mutmut is not
-importable). The score is (killed + timeout) / tested, tested = every mutant that ran (not ``not checked``,
+Exit codes are read as mutmut reads them (``mutmut.stats.status_by_exit_code``). The score is (killed + timeout) / tested, tested = every mutant that ran (not ``not checked``,
 not ``skipped``); ``no tests`` (no selected test reaches the function) counts against it, as in mutmut's badge.
 
 Usage::
@@ -27,19 +26,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-try:  # the table must agree with mutmut's own counts
-    from mutmut.stats import status_by_exit_code as _MUTMUT_STATUS
+from mutmut.stats import status_by_exit_code  # the table counts as mutmut counts (mutmut is in the dev extra)
 
-    def status_of(code: int | None) -> str:
-        return _MUTMUT_STATUS[code]
-except ImportError:  # a copy of mutmut 3.8.1's mapping
-    _STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 2: "check was interrupted by user",
-               None: "not checked", 33: "no tests", 34: "skipped", 35: "suspicious", 36: "timeout",
-               37: "caught by type check", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
-               -11: "segfault", -9: "segfault"}
 
-    def status_of(code: int | None) -> str:
-        return _STATUS.get(code, "suspicious")
+def status_of(code: int | None) -> str:
+    return status_by_exit_code.get(code, "suspicious")
+
 
 COLUMNS = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "not checked")
 MUTANT_SUFFIX = re.compile(r"__mutmut_(\d+)$")
