@@ -244,6 +244,19 @@ def test_mnim_never_reached_relative_and_batch_of_one():
     with torch.no_grad():
         p0 = model(zero).softmax(-1)[0, 0].item()
     assert out["n"].item() == (0 if p0 >= 0.5 else 192)
+    assert out["at_start"].item() == (1.0 if p0 >= 0.5 else 0.0)
+
+
+def test_mnim_at_start_marks_the_images_whose_substrate_alone_reaches_the_threshold():
+    """``at_start`` is 1 exactly where N = 0 (the noise image alone is confident: a tie of every map)."""
+    x = rand(1, 3, 8, 8, seed=11)
+    base = make_substrate(nn.Identity(), x, "zero", 0)
+    model, maps = monotone_model(x, base)
+    with torch.no_grad():
+        model[1].bias.copy_(torch.tensor([-5.0, 5.0]))  # class 1 at p > 0.99 from the substrate on
+    out = MNIM(threshold=0.9, substrate="zero")(model, x.expand(2, -1, -1, -1), maps.expand(2, -1, -1, -1),
+                                                torch.tensor([1, 0]))
+    assert out["at_start"].tolist() == [1.0, 0.0] and out["n"][0].item() == 0 and out["n"][1].item() > 0
 
 
 def test_mnim_nan_maps_raise():

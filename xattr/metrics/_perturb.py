@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -26,7 +27,7 @@ from xattr.utils.hooks import eval_mode
 from xattr.utils.seed import make_generator
 from xattr.utils.validate import check_images, check_maps, check_targets
 
-SUBSTRATES = ("blur", "zero", "noise", "mean")
+SUBSTRATES = ("blur", "zero", "noise", "shared_noise", "mean")
 
 # RISE (Petsiuk et al. 2018, eclique/RISE evaluation.py): insertion starts from a Gaussian blur,
 # kernel size 11, sigma 5, applied per channel with zero padding.
@@ -99,23 +100,58 @@ def noise_field(model: nn.Module, shape: tuple[int, int, int], seed: int, device
     """Seeded Gaussian noise in the model's input space, as a ``[C,H,W]`` image in ``[0,1]``.
 
     ``mean + std * N(0,1)`` with the model's normalisation constants (so after the zoo model's
-    ``Normalize`` it is standard normal), clipped to ``[0,1]``. One field shared by all images.
+    ``Normalize`` it is standard normal), clipped to ``[0,1]``. One field for one seed.
     """
     mean, std = input_normalization(model, shape[0])
     eps = torch.randn(shape, generator=make_generator(seed))
     return (mean.view(-1, 1, 1) + std.view(-1, 1, 1) * eps).clamp(0.0, 1.0).to(device)
 
 
-def make_substrate(model: nn.Module, x: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
-    """The image that replaces removed units: ``blur`` | ``zero`` | ``noise`` | ``mean`` (per-image channel mean)."""
+def image_seed(image: torch.Tensor, seed: int) -> int:
+    """A 63-bit seed from ``seed`` and the bytes of one image ``[C,H,W]``: the same image gets the same
+    noise in any batch, at any position and under any method, and two different images get independent
+    noise."""
+    digest = hashlib.blake2b(f"{int(seed)}:".encode(), digest_size=8)
+    digest.update(image.detach().float().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def per_image_noise(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """One seeded noise field (``noise_field``) per image of ``x`` ``[B,C,H,W]``, keyed by the image's content
+    (``image_seed``): DiffIB's "fully noise-filled image" drawn for each image, so that no single noise
+    image that the model happens to classify confidently decides every image's MNIM."""
+    shape = tuple(x.shape[1:])
+    host = x.detach().float().cpu()  # one read back for the batch
+    return torch.stack([noise_field(model, shape, image_seed(image, seed), "cpu") for image in host]).to(x.device)
+
+
+def make_substrate(model: nn.Module, x: torch.Tensor, kind: str, seed: int = 0,
+                   blur_kernel: int = BLUR_KERNEL_SIZE, blur_sigma: float = BLUR_SIGMA) -> torch.Tensor:
+    """The image that replaces removed units, ``[B,C,H,W]``: ``blur`` (``blur_kernel``, ``blur_sigma``) |
+    ``zero`` | ``noise`` (seeded per image, ``per_image_noise``) | ``shared_noise`` (one seeded field for
+    every image) | ``mean`` (per-image channel mean)."""
     check_choice("substrate", kind, SUBSTRATES)
     if kind == "zero":
         return torch.zeros_like(x)
     if kind == "blur":
-        return blur(x)
+        return blur(x, check_blur_kernel(blur_kernel), check_blur_sigma(blur_sigma))
     if kind == "mean":
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
+    if kind == "noise":
+        return per_image_noise(model, x, seed)
     return noise_field(model, tuple(x.shape[1:]), seed, x.device).expand_as(x).clone()
+
+
+def check_blur_kernel(size: int) -> int:
+    if int(size) != size or int(size) < 1 or int(size) % 2 == 0:
+        raise XattrError(f"blur_kernel={size} must be an odd positive kernel size, e.g. blur_kernel=11")
+    return int(size)
+
+
+def check_blur_sigma(sigma: float) -> float:
+    if not float(sigma) > 0:
+        raise XattrError(f"blur_sigma={sigma} must be a positive standard deviation in pixels, e.g. blur_sigma=5")
+    return float(sigma)
 
 
 def step_counts(units: int, step: float) -> list[int]:
@@ -204,6 +240,8 @@ def causal_curves(
     substrate: str,
     seed: int,
     max_batch: int,
+    blur_kernel: int = BLUR_KERNEL_SIZE,
+    blur_sigma: float = BLUR_SIGMA,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Insertion (``insert=True``) or deletion curve ``[B,T]`` and its trapezoid AUC ``[B]``.
 
@@ -214,7 +252,7 @@ def causal_curves(
     target = validate_inputs(model, x, maps, target)
     rank = rank_units(maps, seed)
     counts = torch.tensor(step_counts(rank[0].numel(), step), device=x.device)
-    base = make_substrate(model, x, substrate, seed)
+    base = make_substrate(model, x, substrate, seed, blur_kernel, blur_sigma)
     start, finish = (base, x) if insert else (x, base)
     curve = perturbation_probs(model, start, finish, rank, counts, target, max_batch)
     return curve, trapezoid_auc(curve)
@@ -228,14 +266,18 @@ class CausalAUC:
 
     insert: bool = True
 
-    def __init__(self, step: float, substrate: str, seed: int, max_batch: int, return_curves: bool):
+    def __init__(self, step: float, substrate: str, seed: int, max_batch: int, return_curves: bool,
+                 blur_kernel: int = BLUR_KERNEL_SIZE, blur_sigma: float = BLUR_SIGMA):
         self.step = check_fraction("step", step)
         self.substrate = check_choice("substrate", substrate, SUBSTRATES)
+        self.blur_kernel = check_blur_kernel(blur_kernel)
+        self.blur_sigma = check_blur_sigma(blur_sigma)
         self.seed = int(seed)
         self.max_batch = check_max_batch(max_batch)
         self.return_curves = bool(return_curves)
 
     def __call__(self, model, x, maps, target, **ground_truth):
         curve, auc = causal_curves(model, x, maps, target, insert=self.insert, step=self.step,
-                                   substrate=self.substrate, seed=self.seed, max_batch=self.max_batch)
+                                   substrate=self.substrate, seed=self.seed, max_batch=self.max_batch,
+                                   blur_kernel=self.blur_kernel, blur_sigma=self.blur_sigma)
         return {"auc": auc, "curve": curve} if self.return_curves else auc

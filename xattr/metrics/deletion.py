@@ -8,18 +8,19 @@ normalised to ``[0,1]``. Lower is better. Batched in chunks of ``max_batch`` ima
 
 from __future__ import annotations
 
-from xattr.metrics._perturb import CausalAUC
+from xattr.metrics._perturb import BLUR_KERNEL_SIZE, BLUR_SIGMA, CausalAUC
 
 
 class Deletion(CausalAUC):
     """``Deletion(step=0.01, substrate='zero')(model, x, maps, target)`` -> AUC ``[B]``.
 
-    ``substrate``: ``zero`` (RISE), ``noise``, ``blur`` or ``mean``. ``return_curves=True`` returns
+    ``substrate``: ``zero`` (RISE), ``noise`` (DiffIB: seeded per image), ``shared_noise`` (one field for
+    all images), ``blur`` (``blur_kernel``, ``blur_sigma``) or ``mean``. ``return_curves=True`` returns
     ``{'auc': [B], 'curve': [B,T]}`` instead.
     """
 
     insert = False
 
     def __init__(self, step: float = 0.01, substrate: str = "zero", seed: int = 0, max_batch: int = 16,
-                 return_curves: bool = False):
-        super().__init__(step, substrate, seed, max_batch, return_curves)
+                 return_curves: bool = False, blur_kernel: int = BLUR_KERNEL_SIZE, blur_sigma: float = BLUR_SIGMA):
+        super().__init__(step, substrate, seed, max_batch, return_curves, blur_kernel, blur_sigma)

@@ -9,19 +9,19 @@ batched chunks of ``max_batch`` images. Ties in the map: seeded infinitesimal no
 
 from __future__ import annotations
 
-from xattr.metrics._perturb import CausalAUC
+from xattr.metrics._perturb import BLUR_KERNEL_SIZE, BLUR_SIGMA, CausalAUC
 
 
 class Insertion(CausalAUC):
     """``Insertion(step=0.01, substrate='blur')(model, x, maps, target)`` -> AUC ``[B]``.
 
     ``step``: fraction of the units inserted per step (DiffIB: per pixel; CoIBA: 0.035; RISE: 224 px of
-    224x224 = 1/224). ``substrate``: ``blur`` (Gaussian, kernel 11, sigma 5, as RISE), ``noise``, ``zero``
-    or ``mean``. ``return_curves=True`` returns ``{'auc': [B], 'curve': [B,T]}`` instead.
+    224x224 = 1/224). ``substrate``: ``blur`` (Gaussian, ``blur_kernel`` 11, ``blur_sigma`` 5 as RISE; CoIBA's
+    evaluation code uses 51 / 50), ``noise`` (seeded per image), ``shared_noise``, ``zero`` or ``mean``. ``return_curves=True`` returns ``{'auc': [B], 'curve': [B,T]}`` instead.
     """
 
     insert = True
 
     def __init__(self, step: float = 0.01, substrate: str = "blur", seed: int = 0, max_batch: int = 16,
-                 return_curves: bool = False):
-        super().__init__(step, substrate, seed, max_batch, return_curves)
+                 return_curves: bool = False, blur_kernel: int = BLUR_KERNEL_SIZE, blur_sigma: float = BLUR_SIGMA):
+        super().__init__(step, substrate, seed, max_batch, return_curves, blur_kernel, blur_sigma)

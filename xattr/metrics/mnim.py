@@ -1,8 +1,9 @@
 """MNIM: Minimum Necessary Information (DiffIB, Table 1; after Fischer 2020).
 
 Insert the original image's units (pixel-channel values for ``[B,C,H,W]`` maps, pixels for
-``[B,1,H,W]`` maps), most important first, into a substrate (seeded Gaussian noise in the model's
-input space by default); ``N`` is the number of inserted units at which the target's softmax
+``[B,1,H,W]`` maps), most important first, into a substrate (Gaussian noise in the model's input space
+by default, seeded per image: ``_perturb.per_image_noise``; ``substrate=shared_noise`` is one field for all
+images, which a classifier may call one class with confidence, tying every method at N = 0 on that class); ``N`` is the number of inserted units at which the target's softmax
 probability first reaches ``threshold`` (absolute, or ``threshold * p(full image)`` when
 ``relative=True``); the score is ``N / units`` (lower is better).
 
@@ -14,7 +15,8 @@ grid point (always when the curve is monotone). Forward passes per image: ``grid
 (31 on 224x224x3 with ``grid=16``), against up to ``M + 1`` for a linear scan.
 
 Images whose curve never reaches the threshold on the grid get ``reached = 0``, ``N = M`` and score 1.0.
-An image that already reaches it with nothing inserted gets ``N = 0``.
+An image that already reaches it with nothing inserted gets ``N = 0`` and ``at_start = 1``: every map ties
+there, so the table reports the share of such images (the tie rate) next to the mean.
 
 Memo: called with ``memo=<dict>`` (the run creates one per batch and passes it to every metric of the
 batch, i.e. for the same model, images and maps), MNIM stores its ``n``/``reached`` under
@@ -44,7 +46,8 @@ from xattr.metrics._perturb import (
 class MNIM:
     """``MNIM(threshold=0.9, relative=False, substrate='noise')(model, x, maps, target)``.
 
-    Returns ``{'mnim': N/units [B], 'n': N [B], 'reached': 1.0/0.0 [B], 'passes': forward passes [B]}``;
+    Returns ``{'mnim': N/units [B], 'n': N [B], 'reached': 1.0/0.0 [B], 'at_start': 1.0 where the substrate
+    alone reaches the threshold (N = 0, a tie of every method) [B], 'passes': forward passes [B]}``;
     with ``memo=<dict>`` it also stores ``n``/``reached`` there (see the module docstring).
     """
 
@@ -110,6 +113,7 @@ class MNIM:
             "mnim": n.float() / units,
             "n": n.float(),
             "reached": reached.float(),
+            "at_start": above[:, 0].float(),
             "passes": passes.float(),
         }
 
