@@ -1,0 +1,93 @@
+"""Tuning never sees a table's image: tuning experiments run on ``val`` (tiny) / ImageNet ``train`` (paper),
+table experiments on ``test`` / ImageNet ``val``, and the selected images are disjoint (ids and pixels)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from test_configs import compose_cfg, options
+
+from xattr.cli import CONF_DIR
+
+TUNING = [name for name in options("experiment") if name.startswith("tune_") or "_sweep_" in name]
+TABLES = [name for name in options("experiment") if name not in TUNING and name != "example"]
+MAKEFILE = Path(CONF_DIR).parent / "Makefile"
+
+
+def scale(name: str) -> str:
+    return "paper" if name.endswith("_paper") else "tiny"
+
+
+def selection(name: str, tmp_path) -> tuple[str, dict[str, str]]:
+    """The experiment's split and ``{sample id: sha1 of its image}`` (tiny scale: the embedded shapes data)."""
+    cfg = compose_cfg("run", [f"experiment={name}"], tmp_path)
+    dataset = instantiate(cfg.dataset)
+    digests = {}
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        digests[sample["id"]] = hashlib.sha1(sample["image"].numpy().tobytes()).hexdigest()
+    return cfg.dataset.split, digests
+
+
+def test_every_experiment_is_either_tuning_or_table():
+    assert TUNING and TABLES
+    assert {"diffib_sweep_beta", "tune_tiny", "tune_paper"} <= set(TUNING)
+    assert {"diffib_tiny", "diffib_seg_tiny", "diffib_paper"} <= set(TABLES)
+
+
+@pytest.mark.parametrize("name", TUNING)
+def test_tuning_runs_on_the_tuning_split(name, tmp_path):
+    cfg = compose_cfg("run", [f"experiment={name}"], tmp_path)
+    expected = {"tiny": "val", "paper": "train"}[scale(name)]
+    assert cfg.dataset.split == expected, f"conf/experiment/{name}.yaml tunes on {cfg.dataset.split!r}"
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_tables_run_on_the_reported_split(name, tmp_path):
+    """Tiny: shapes test. Paper: ImageNet val (tuning uses ImageNet train) or another dataset (FSS-1000)."""
+    cfg = compose_cfg("run", [f"experiment={name}"], tmp_path)
+    where = (cfg.dataset._target_, cfg.dataset.split)
+    if scale(name) == "tiny":
+        assert where == ("xattr.data.ShapesDataset", "test"), f"conf/experiment/{name}.yaml reports on {where}"
+    else:
+        tuning = compose_cfg("run", ["experiment=tune_paper"], tmp_path).dataset
+        assert where != (tuning._target_, tuning.split), f"conf/experiment/{name}.yaml reports on the tuning split"
+
+
+def test_tiny_tuning_and_table_images_are_disjoint(tmp_path):
+    """Ids and pixels: a test image rendered again under a val id would still be caught."""
+    tuned = {}
+    for name in [n for n in TUNING if scale(n) == "tiny"]:
+        tuned.update(selection(name, tmp_path)[1])
+    assert len(tuned) >= 32
+    for name in [n for n in TABLES if scale(n) == "tiny" and n.startswith("diffib")]:
+        split, table = selection(name, tmp_path)
+        assert split == "test" and len(table) >= 100
+        assert not set(tuned) & set(table), name
+        assert not set(tuned.values()) & set(table.values()), f"{name} shares an image with tuning"
+
+
+def make_commands(target: str, scale_name: str) -> str:
+    """What ``make -n <target> SCALE=<scale>`` would run (nothing is executed)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(["make", "-n", "-C", str(MAKEFILE.parent), target, f"SCALE={scale_name}", "VENV=/nonexistent"],
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@pytest.mark.parametrize("scale_name", ["tiny", "paper"])
+def test_make_targets_tune_and_report_on_their_experiments(scale_name):
+    """``make tune-*`` runs tuning experiments only; the table targets run table experiments only."""
+    for target in ("tune-diffib", "tune-baselines"):
+        used = set(re.findall(r"experiment=([a-z_]+)", make_commands(target, scale_name)))
+        assert used and used <= set(TUNING), (target, used)
+    for target in ("table-mnim", "table-dauc", "table-box", "table-seg", "figure-sanity"):
+        used = set(re.findall(r"experiment=([a-z_]+)", make_commands(target, scale_name)))
+        assert used and used <= set(TABLES), (target, used)
