@@ -91,3 +91,36 @@ def test_make_targets_tune_and_report_on_their_experiments(scale_name):
     for target in ("table-mnim", "table-dauc", "table-box", "table-seg", "figure-sanity"):
         used = set(re.findall(r"experiment=([a-z_]+)", make_commands(target, scale_name)))
         assert used and used <= set(TABLES), (target, used)
+
+
+TUNED = sorted((CONF_DIR / "tuned").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TUNED, ids=[p.stem for p in TUNED])
+def test_tuned_values_are_keys_of_their_method_and_reach_the_table_runs(path, tmp_path):
+    """``conf/tuned/tiny_<method>.yaml`` only sets keys the method has; the tiny table presets apply them, the
+    command line still wins, and a run without a preset keeps the method's own defaults."""
+    scale_name, method = path.stem.split("_", 1)
+    tuned = {k: v for k, v in (line.split(": ", 1) for line in path.read_text().splitlines()
+                               if line and not line.startswith("#"))}
+    plain = compose_cfg("run", [f"method={method}"], tmp_path).method
+    assert tuned and set(tuned) <= set(plain), f"{path.name} sets keys {set(tuned) - set(plain)} not in {method}"
+    table = compose_cfg("run", [f"experiment=diffib_{scale_name}", f"method={method}"], tmp_path).method
+    for key, value in tuned.items():
+        assert float(table[key]) == float(value), (key, table[key], value)
+    key = next(iter(tuned))
+    assert compose_cfg("run", [f"experiment=diffib_{scale_name}", f"method={method}", f"method.{key}=7"],
+                       tmp_path).method[key] == 7
+
+
+def test_select_tuned_takes_the_lowest_mean_and_the_first_of_equal_ones(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("select_tuned", MAKEFILE.parent / "scripts" / "select_tuned.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [({"method.beta": "1"}, 0.5, 0.1, 32), ({"method.beta": "3"}, 0.4, 0.1, 32),
+            ({"method.beta": "10"}, 0.4, 0.1, 32)]
+    assert module.choose(rows)[0] == {"method.beta": "3"}
+    assert module.choose(rows, lower_is_better=False)[0] == {"method.beta": "1"}
+    assert module.yaml_value("200") == "200" and module.yaml_value("0.03") == "0.03"
