@@ -83,7 +83,7 @@ DIFFIB_AVAILABLE = $(subst $(diffib_space),$(diffib_comma),$(strip $(foreach m,$
 DIFFIB_EXP = experiment=diffib_$(SCALE)
 DIFFIB_REPORT = $(XATTR) report $(DIFFIB_OUT)/$(1) --paper xattr/paper/diffib.csv --out $(DIFFIB_OUT)/$(1) --paired diffib
 
-.PHONY: table-mnim table-dauc table-box table-seg figure-sanity diffib-tables
+.PHONY: table-mnim table-dauc table-box table-seg figure-sanity diffib-tables denoiser-mmse
 
 table-mnim: setup  ## DiffIB Table 1: MNIM (share of pixel-channel values for 90% confidence), SCALE=tiny|paper
 	$(XATTR) run -m $(DIFFIB_EXP) method=$(DIFFIB_AVAILABLE) 'metric=[mnim]' hydra.sweep.dir=$(DIFFIB_OUT)/mnim
@@ -108,6 +108,9 @@ figure-sanity: setup  ## DiffIB Fig. 4: SSIM of DiffIB maps under cascading laye
 	-$(PY) scripts/plot_diffib_sanity.py $(DIFFIB_OUT)/sanity
 
 diffib-tables: table-mnim table-dauc table-box table-seg figure-sanity  ## all DiffIB tables
+
+denoiser-mmse: setup  ## Eq. 14's denoiser: eps-MMSE vs Gaussian ground truth and the shapes bounds (CSV + PNG; DENOISER_MMSE_ARGS=--quick)
+	$(PY) scripts/denoiser_mmse.py --cache-dir .cache --out $(DIFFIB_OUT)/denoiser_mmse $(DENOISER_MMSE_ARGS)
 
 # ---- metrics ----
 .PHONY: bench-metrics
