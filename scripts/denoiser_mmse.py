@@ -457,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="(a): evaluate this checkpoint (final or .partial.pt) instead of training/loading one")
     parser.add_argument("--cov-images", type=int, default=None,
                         help="(b): training images for the covariance (0: per-pixel bound only, no d^3 step)")
+    parser.add_argument("--info-images", type=int, default=None, help="(a): images for the Eq. 14 integral (32)")
     parser.add_argument("--cov-half", action="store_true", help="(b): also the covariance of half the images")
     parser.add_argument("--out", default="outputs/diffib/tiny/denoiser_mmse")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -468,6 +469,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = dataclasses.replace(settings, cov_half=True)
     if args.cov_images is not None:
         settings = dataclasses.replace(settings, cov_images=args.cov_images)
+    if args.info_images is not None:
+        settings = dataclasses.replace(settings, info_images=args.info_images)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
