@@ -268,10 +268,22 @@ def covariance_eigenvalues(settings: Settings, mean, std, cache: Path) -> dict[s
     return result
 
 
-def pixel_variances(settings: Settings, mean, std) -> torch.Tensor:
-    """Per-coordinate variances ``[d]`` (float64) of ``var_images`` standardised training images (no covariance)."""
+def pixel_moments(settings: Settings, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-coordinate means and variances ``[d]`` (float64) of ``var_images`` standardised training images."""
     x = _train_images(0, settings.var_images, settings.image_size, mean, std, settings.var_images).flatten(1)
-    return x.double().var(0)
+    return x.double().mean(0), x.double().var(0)
+
+
+def diagonal_wiener_denoiser(mu: torch.Tensor, var: torch.Tensor):
+    """The per-pixel Wiener eps-predictor ``eps_hat_i = b (z_i - a mu_i) / (a^2 var_i + b^2)`` (the conditional mean
+    if the pixels were independent Gaussians with these moments, ``[d]`` each): run on real images, its Monte-Carlo
+    error is the diagonal bound measured on the same images and noise (no assumption about the law)."""
+    def eps_fn(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        m, v = (t.to(z.device, torch.float64).view(1, *z.shape[1:]) for t in (mu, var))
+        a, b = torch.sigmoid(alpha.double()).sqrt(), torch.sigmoid(-alpha.double()).sqrt()
+        return (b * (z.double() - a * m) / (a * a * v + b * b)).to(z.dtype)
+
+    return eps_fn
 
 
 def _train_images(lo: int, hi: int, size: int, mean, std, length: int) -> torch.Tensor:
@@ -301,7 +313,9 @@ def shapes_panel(settings: Settings, seed: int, out: Path, denoisers: list[tuple
                                                                                                alphas) / d
         var = eig["var"]
     else:   # no covariance: the per-pixel bound only (weaker: it ignores correlations between pixels)
-        var = pixel_variances(settings, mean, std)
+        var = None
+    pixel_mean, pixel_var = pixel_moments(settings, mean, std)
+    var = pixel_var if var is None else var
     bounds |= {
         f"diagonal gaussian bound ({settings.cov_images or settings.var_images} images)":
             gaussian_mmse_eps_eigen(var, alphas) / d,
@@ -309,6 +323,10 @@ def shapes_panel(settings: Settings, seed: int, out: Path, denoisers: list[tuple
                                                        * var[None]).mean(1),
     }
     curves = {name: (value, torch.zeros_like(value)) for name, value in bounds.items()}
+    wiener = "per-pixel Wiener filter (MC)"
+    curves[wiener] = mmse_curve(diagonal_wiener_denoiser(pixel_mean, pixel_var), val, settings.alphas,
+                                noise_draws=settings.noise_draws, batch_size=settings.batch_size,
+                                generator=torch.Generator().manual_seed(seed + 4), desc=f"shapes mmse: {wiener}")
     for name, net in denoisers:
         curves[name] = mmse_curve(net, val, settings.alphas, noise_draws=settings.noise_draws,
                                   batch_size=settings.batch_size, generator=torch.Generator().manual_seed(seed + 4),
@@ -323,6 +341,8 @@ def shapes_panel(settings: Settings, seed: int, out: Path, denoisers: list[tuple
         mean_, se = curves[name]
         rows += [_row("shapes", "ratio_to_gaussian_bound", name, a, m / b, s / b)
                  for a, m, s, b in zip(settings.alphas, mean_, se, bound)]
+    rows += [_row("shapes", "ratio_to_wiener_mc", name, a, m / w, s / w) for name, _ in denoisers
+             for a, m, s, w in zip(settings.alphas, *curves[name], curves[wiener][0])]
     return rows, {"curves": curves, "bounds": list(bounds), "denoisers": [n for n, _ in denoisers], "d": d,
                   "val_images": len(val)}
 
@@ -386,7 +406,7 @@ def plot(gaussian: dict | None, shapes: dict | None, alphas, path: Path, title: 
         left.text(0.5, 0.5, "(a) not run (--part shapes)", ha="center", transform=left.transAxes)
     if shapes is not None:
         for i, (name, (mean_, se)) in enumerate(shapes["curves"].items()):
-            if name in shapes["bounds"]:
+            if name in shapes["bounds"] or name.startswith("per-pixel Wiener"):
                 right.plot(alphas, mean_.tolist(), ls=["-", ":", "--", "-."][i % 4], color="k", lw=1.2, label=name)
             else:
                 right.errorbar(alphas, mean_.tolist(), yerr=se.tolist(), marker="o", ms=4, label=name)
@@ -441,6 +461,9 @@ def print_summary(gaussian: dict | None, shapes: dict | None, alphas, header: st
             above = [a for a, m, sd, b in zip(alphas, mean_, se, bound) if m - 2 * sd > b]
             print(f"    {name}: " + "  ".join(f"a={a:+g}: {r:.3f}" for a, r in zip(alphas, ratio)))
             print(f"      above the bound by > 2 standard errors at alpha = {above or 'none'}")
+            wiener = shapes["curves"]["per-pixel Wiener filter (MC)"][0]
+            print("      / per-pixel Wiener filter on the same images and noise: "
+                  + "  ".join(f"a={a:+g}: {r:.3f}" for a, r in zip(alphas, (mean_ / wiener).tolist())))
 
 
 def main(argv: list[str] | None = None) -> None:
