@@ -373,7 +373,7 @@ def load_any_denoiser(path: str | Path, trainer) -> tuple[str, torch.nn.Module]:
         return f"denoiser, {state.get('meta', {}).get('steps', '?')} steps", load_denoiser(path)
     net = Denoiser(3, trainer.width, trainer.depth)
     net.load_state_dict(state["ema"])
-    return f"denoiser, EMA at step {state['step']} of {trainer.steps} (partial)", net.eval()
+    return f"denoiser, EMA at step {state['step']} (partial; its total steps are not stored)", net.eval()
 
 
 # ------------------------------------------------------------------------------------------ output
