@@ -85,7 +85,7 @@ DIFFIB_AVAILABLE = $(subst $(diffib_space),$(diffib_comma),$(strip $(foreach m,$
 DIFFIB_EXP = experiment=diffib_$(SCALE)
 DIFFIB_REPORT = $(XATTR) report $(DIFFIB_OUT)/$(1) --paper xattr/paper/diffib.csv --out $(DIFFIB_OUT)/$(1) --paired diffib
 
-.PHONY: table-mnim table-dauc table-box table-seg figure-sanity diffib-tables diffib-test tune-diffib tune-baselines
+.PHONY: table-mnim table-dauc table-box table-seg figure-sanity diffib-tables diffib-test tune-diffib tune-baselines denoiser-mmse
 
 # Tables 1-3 score the same maps: one run per method on the test images with the three metrics, shared by the
 # three targets (the second and third find the runs complete: resume=true). At SCALE=tiny the shapes test images
@@ -152,6 +152,9 @@ figure-sanity: setup  ## DiffIB Fig. 4: SSIM of DiffIB maps under cascading laye
 	-$(PY) scripts/plot_diffib_sanity.py $(DIFFIB_OUT)/sanity
 
 diffib-tables: table-mnim table-dauc table-box table-seg figure-sanity  ## all DiffIB tables
+
+denoiser-mmse: setup  ## Eq. 14's denoiser: eps-MMSE vs Gaussian ground truth and the shapes bounds (CSV + PNG; DENOISER_MMSE_ARGS=--quick)
+	$(PY) scripts/denoiser_mmse.py --cache-dir .cache --out $(DIFFIB_OUT)/denoiser_mmse $(DENOISER_MMSE_ARGS)
 
 # ---- metrics ----
 .PHONY: bench-metrics

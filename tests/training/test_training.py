@@ -90,3 +90,21 @@ def test_xattr_train_instantiates_and_runs_the_trainer(tmp_path, capsys):
                  f"hydra.run.dir={tmp_path}/run2"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: task 'denoiser'") and "bogus" in lines[0], lines
+
+
+def test_cached_denoiser_trained_for_other_steps_is_reported(tmp_path, caplog):
+    """The cache name holds no steps: asking for other steps loads the entry as it is, with one warning."""
+    import logging
+
+    from xattr.data import ShapesDataset
+    from xattr.training.denoiser import load_or_train_denoiser
+
+    data = ShapesDataset("train", image_size=16, length=4, n_samples=None)
+    tiny = {"width": 4, "depth": 2, "train_size": 4, "batch_size": 2, "save_every": 10}
+    load_or_train_denoiser(data, tmp_path, "shapes", 16, steps=1, **tiny)
+    with caplog.at_level(logging.WARNING, logger="xattr.training.denoiser"):
+        load_or_train_denoiser(data, tmp_path, "shapes", 16, steps=1, **tiny)
+        assert not [r for r in caplog.records if "trained for" in r.getMessage()]
+        load_or_train_denoiser(None, tmp_path, "shapes", 16, steps=4, **tiny)
+    warnings = [r.getMessage() for r in caplog.records if "trained for" in r.getMessage()]
+    assert len(warnings) == 1 and "1 steps, not the 4 asked for" in warnings[0]

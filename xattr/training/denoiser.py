@@ -148,7 +148,10 @@ def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: s
     trainer = DenoiserTrainer.from_conf(**hparams).filled()
 
     def load(path: Path) -> Denoiser | None:
-        return load_denoiser(path, device) if path.exists() else None
+        if not path.exists():
+            return None
+        _warn_if_other_steps(path, trainer.steps)
+        return load_denoiser(path, device)
 
     def train(path: Path) -> Denoiser:
         if train_dataset is None:
@@ -161,6 +164,17 @@ def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: s
         return load(path)
 
     return cache.load_or_build(trainer.checkpoint(cache_dir, dataset_name, image_size), load, train)
+
+
+def _warn_if_other_steps(path: Path, steps: int) -> None:
+    """One warning when the cached denoiser at ``path`` was trained for other ``steps`` than asked: the checkpoint's
+    name holds the dataset, size, width, depth and space only, so ``method.denoiser.steps=N`` alone does not
+    select (nor train) another entry — use another ``paths.cache_dir`` for it."""
+    trained = (cache.read(path, "denoiser").get("meta") or {}).get("steps")
+    if trained is not None and int(trained) != int(steps):
+        log.warning("cached denoiser %s was trained for %s steps, not the %d asked for: it is used as it is "
+                    "(the cache name does not hold the steps; give another paths.cache_dir to train a %d-step one)",
+                    path, trained, steps, steps)
 
 
 __all__ = ["DenoiserTrainer", "denoiser_path", "train_denoiser", "load_denoiser", "load_or_train_denoiser"]
