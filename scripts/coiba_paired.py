@@ -1,8 +1,9 @@
-"""CoIBA tables from run folders: per method mean ± s.e.m. of insertion, deletion, ΔInsDel (insertion −
-deletion, per image) and ΔROAD (ROAD LeRF − MoRF probability, mean over fractions, per image), and the paired
-difference ``REFERENCE − method`` of each on the same images (mean ± standard error, share of images where the
-reference is higher). ``xattr report --paired`` does the same for the raw metrics; this adds the two per-image
-differences CoIBA's text compares (Fig. 4/7). Writes ``paired_delta.csv`` and prints markdown.
+"""CoIBA tables from run folders: per method mean ± s.e.m. of insertion, deletion, ΔInsDel (``dauc``:
+insertion − deletion per image) and ΔROAD (``delta_road``: ROAD LeRF − MoRF probability, mean over fractions,
+per image), and the paired difference ``REFERENCE − method`` of each on the same images (mean ± standard error,
+share of images where the reference is higher). ``xattr report --paired`` does the same for the raw metrics;
+this adds the two per-image differences CoIBA's text compares (Fig. 4/7). Writes ``paired_delta.csv``, prints
+markdown.
 
     python scripts/coiba_paired.py outputs/coiba/tiny/table1 [outputs/coiba/tiny/table2] --reference coiba
 """
@@ -40,7 +41,9 @@ def main() -> None:
     frames = [s.rename("value").reset_index().assign(metric=name) for name, s in derived.items() if s is not None]
     values = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
     stats = values.groupby(["model", "dataset", "metric", "method"])["value"].agg(["mean", "sem", "count"])
-    table = stats.apply(lambda r: f"{r['mean']:.3f} ± {r['sem']:.3f}", axis=1).unstack("metric").reset_index()
+    order = [m for m in ("insertion", "deletion", "dauc", "delta_road") if m in set(values["metric"])]
+    table = stats.apply(lambda r: f"{r['mean']:.3f} ± {r['sem']:.3f}", axis=1).unstack("metric")[order]
+    table = table.reset_index()
     print(markdown_table(table))
     paired = paired_differences(values, args.reference)
     out = Path(args.out or args.run_dirs[0])
@@ -49,7 +52,7 @@ def main() -> None:
                                 for r in paired.itertuples()])
     print(f"\npaired {args.reference} − method (mean ± s.e.m., n per cell = images both scored)\n")
     print(markdown_table(cells.pivot_table(index="method", columns="metric", values="cell",
-                                           aggfunc="first").reset_index()))
+                                           aggfunc="first")[order].reset_index()))
     print(f"\nwrote {out / 'paired_delta.csv'}")
 
 
