@@ -329,3 +329,98 @@ def test_coiba_keeps_the_one_token_the_output_reads_and_its_objective_falls():
     assert len(objective) == method.steps
     assert (objective[-1] < 0.25 * objective[0]).all(), f"Eq. 8 objective first/last: {objective[0]} {objective[-1]}"
     assert (ce < 0.5).all(), f"cross-entropy at the last step {ce.tolist()}"
+
+
+def _gaussian_kl_bits(r, lam, mu, sigma):
+    """KL(N(λr+(1−λ)μ, ((1−λ)σ)²) || N(μ, σ²)) summed over the last (channel) axis, in bits (closed form)."""
+    mean_z, std_z = lam * r + (1 - lam) * mu, (1 - lam) * sigma
+    kl = torch.log(sigma / std_z) + (std_z ** 2 + (mean_z - mu) ** 2) / (2 * sigma ** 2) - 0.5
+    return kl.sum(-1) / math.log(2)
+
+
+class _SideNormBlock(torch.nn.Module):
+    """``norm1`` is a side branch whose (bottlenecked) output the block discards: R'_l = norm1_l(clean stream)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.norm1 = torch.nn.LayerNorm(dim)
+        self.mlp = torch.nn.Linear(dim, dim)
+        with torch.no_grad():
+            self.norm1.weight.uniform_(0.5, 2.0)
+            self.norm1.bias.normal_()
+
+    def forward(self, t):
+        self.norm1(t)
+        return t + self.mlp(t)
+
+
+class _SideNormViT(_OneTokenViT):
+    def __init__(self, dim: int = 8, depth: int = 3):
+        super().__init__(reads=0, dim=dim, depth=depth)
+        self.blocks = torch.nn.ModuleList([_SideNormBlock(dim) for _ in range(depth)])
+
+
+def test_map_layers_all_is_the_mean_of_the_per_layer_kl_maps():
+    """A toy whose hooked layers see the clean stream, so each layer's KL map has a closed form: with λ fixed
+    at sigmoid(0) = 0.5 (lr ≈ 0), ``all`` = mean over layers of those maps, ``first`` = the first one."""
+    torch.manual_seed(0)
+    model = ZooModel(_SideNormViT(), ModelSpec("side_norm_vit", (32, 32), 2, "vit", token_grid=(4, 4),
+                                               num_prefix_tokens=1)).eval()
+    g = torch.Generator().manual_seed(7)
+    stats_x, x = torch.rand(32, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    y = torch.tensor([0, 1])
+    options = dict(layers={"start": 0, "end": 3}, alpha_init=0.0, lr=1e-6, steps=2, draws=3)
+    first = ready(CoIBA(model, **options), stats_x)
+    names = first.layer_names
+    clean = {}
+    handles = [model.net.get_submodule(n).register_forward_hook(
+        lambda m, i, o, n=n: clean.__setitem__(n, o.detach())) for n in names]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    per_layer = []
+    for name in names:
+        mean, std = first.statistics[name]
+        bits = _gaussian_kl_bits(clean[name][:, 1:], torch.tensor(0.5), mean[1:], std[1:].clamp_min(0.01))
+        per_layer.append(tb.upsample(bits.reshape(2, 1, 4, 4), (32, 32)))
+    assert (per_layer[0] - per_layer[2]).abs().max() > 1e-2  # the layers carry different information
+    every = ready(CoIBA(model, map_layers="all", **options), stats_x)
+    torch.testing.assert_close(first.attribute(x, y), per_layer[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(every.attribute(x, y), torch.stack(per_layer).mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_map_layers_all_on_the_noise_path(tiny_vit, shapes_batch, stats_images):
+    """tiny_vit: R'_l of deeper layers carries the noise of the layers before it. The map is the mean over
+    layers of each layer's KL (closed form on what the map pass fed each layer, mean over draws); one layer
+    gives ``first``'s map; a bad choice is a one-line error."""
+    x, y = shapes_batch["image"][:2], shapes_batch["label"][:2]
+    draws = FAST["draws"]
+    method = ready(CoIBA(tiny_vit, map_layers="all", **FAST), stats_images)
+    trace = []
+    seen = {n: [] for n in method.layer_names}  # registered first: the outputs before the bottleneck replaces them
+    handles = [tiny_vit.net.get_submodule(n).register_forward_hook(
+        lambda m, i, o, n=n: seen[n].append(o.detach())) for n in method.layer_names]
+    try:
+        grid = tb.optimise_bottleneck(tiny_vit, x, y, method.layers, method.statistics, beta=1.0, trace=trace,
+                                      map_layers="all", **FAST)  # the token grid, [2,1,8,8]
+    finally:
+        for h in handles:
+            h.remove()
+    torch.testing.assert_close(method.attribute(x, y), tb.upsample(grid, (64, 64)))
+    assert len(trace) == FAST["steps"] + 1 and all(len(v) == FAST["steps"] + 1 for v in seen.values())
+    maps = []
+    for name in method.layer_names:
+        mean, std = method.statistics[name]
+        lam = trace[-1][name]  # the final λ of the map pass, [B*draws, 64, 1]
+        bits = _gaussian_kl_bits(seen[name][-1][:, 1:], lam, mean[1:], std[1:].clamp_min(0.01))
+        maps.append(bits.reshape(2, draws, 8, 8).mean(1).unsqueeze(1))
+    torch.testing.assert_close(grid, torch.stack(maps).mean(0), rtol=1e-3, atol=1e-4)
+    assert (maps[-1] - maps[0]).abs().max() > 1e-3
+    first = ready(CoIBA(tiny_vit, **FAST), stats_images)
+    assert (first.attribute(x, y) - method.attribute(x, y)).abs().max() > 1e-4
+    one = dict(layers={"start": 3, "end": 4}, **FAST)
+    torch.testing.assert_close(ready(CoIBA(tiny_vit, map_layers="all", **one), stats_images).attribute(x, y),
+                               ready(CoIBA(tiny_vit, **one), stats_images).attribute(x, y), rtol=1e-5, atol=1e-6)
+    with pytest.raises(XattrError, match="map_layers"):
+        CoIBA(tiny_vit, map_layers="last")

@@ -14,7 +14,9 @@ a batch gives the same maps as one image at a time with the same seed):
              + β · mean_{tokens,channels} KL(P(Z_1|R_1) || N(μ_1, σ_1))       (bound="first": Eq. 8)
              + (1/L) Σ_l β_l · mean KL(P(Z_l|R'_l) || N(μ_l, σ_l))           (bound="sum":   Eq. 4)
     Adam(lr) on α for `steps` steps; map = KL of the first layer with the final λ, summed over
-    channels, in bits, on the token grid.
+    channels, in bits, on the token grid (map_layers="first", as the CoIBA authors' code), or
+    (1/L) Σ_l of every layer's KL map with the final λ (map_layers="all"; one more forward pass with
+    `draws` noise draws: KL_l is averaged over the draws of R'_l, as E_{Z_{l-1}} in Eq. 5–6).
 
 Prefix (CLS / distillation / register) tokens are never perturbed.
 """
@@ -253,13 +255,20 @@ def optimise_bottleneck(
     min_std: float = 0.01,
     seed: int = 0,
     trace: list | None = None,
+    map_layers: str = "first",
 ) -> torch.Tensor:
-    """Optimise one damping ratio shared by ``layers``; return the first layer's KL map ``[B,1,h,w]`` in bits.
+    """Optimise one damping ratio shared by ``layers``; return a KL map ``[B,1,h,w]`` in bits.
 
-    ``trace`` (tests): if a list, receives one dict per forward pass with the λ tensor each layer used.
+    ``map_layers``: ``first`` = the first layer's KL with the final λ; ``all`` = the mean over the ``L``
+    layers of every layer's KL map with the final λ (each ``[B,1,h,w]``, averaged over ``draws``).
+    ``trace`` (tests): if a list, receives one dict per forward pass with the λ tensor each layer used
+    (with ``map_layers=all`` the last entry is the no-grad map pass with the final λ).
     """
     if bound not in ("first", "sum"):
         raise XattrError(f"method.bound={bound!r} unknown; choose first (Eq. 8) or sum (Eq. 4)")
+    if map_layers not in ("first", "all"):
+        raise XattrError(f"method.map_layers={map_layers!r} unknown; choose first (authors' code) or all "
+                         "(mean of every layer's KL map)")
     if betas is not None and len(betas) != len(layers):
         raise XattrError(f"method.betas has {len(betas)} values for {len(layers)} layers; give one per layer")
     if steps < 1 or draws < 1:
@@ -301,7 +310,7 @@ def optimise_bottleneck(
             z = lam * tokens + (1 - lam) * (mean + std * noise)
             if index == 0:
                 state["r1"] = tokens.detach()
-            if index == 0 or bound == "sum":
+            if index == 0 or bound == "sum" or state.get("map_pass"):
                 state["kl"][index] = _kl_elementwise(tokens, lam, mean, std)
             if trace is not None:
                 state["trace"][layer.name] = lam
@@ -333,12 +342,28 @@ def optimise_bottleneck(
             optimizer.step()
             if trace is not None:
                 trace.append(dict(state["trace"]))
+        if map_layers == "all":
+            # one no-grad pass with the final λ: every layer's KL on its R'_l (perturbed by the layers before it)
+            state["lam"] = torch.sigmoid(alpha.detach()).repeat_interleave(draws, dim=0)
+            state["kl"], state["trace"], state["map_pass"] = {}, {}, True
+            with torch.no_grad():
+                model(batch)
+            missing = [layer.name for i, layer in enumerate(layers) if i not in state["kl"]]
+            if missing:
+                raise XattrError(f"bottleneck layers {missing} were not reached in the forward pass")
+            if trace is not None:
+                trace.append(dict(state["trace"]))
+    token_grid = getattr(model.spec, "token_grid", None)
+    if map_layers == "all":
+        maps = [tokens_to_grid(state["kl"][i].sum(-1).reshape(B, draws, *token_shape).mean(1) / math.log(2),
+                               layers[i], token_grid) for i in range(len(layers))]
+        return torch.stack(maps).mean(0)
     # map of the optimised λ on the unperturbed first-layer representation R_1 (the same at every step)
     mean, std = layer_stats[0]
     r1 = state["r1"][::draws]
     lam = torch.sigmoid(alpha.detach())
     kl = _kl_elementwise(r1, lam, mean, std).sum(-1) / math.log(2)
-    return tokens_to_grid(kl, layers[0], getattr(model.spec, "token_grid", None))
+    return tokens_to_grid(kl, layers[0], token_grid)
 
 
 def _per_image_mean(kl: torch.Tensor, B: int) -> torch.Tensor:
