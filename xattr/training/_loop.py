@@ -325,8 +325,13 @@ def load_network(path: str | Path, network_cls: type, task: str, device: str = "
     path = Path(path)
     if not path.exists():
         raise XattrError(f"{task} checkpoint {path} not found; train it with `xattr train task={task}`")
-    state = cache.read(path, task)
-    with cache.unpacking(path, task):
+    return network_from_state(cache.read(path, task), path, network_cls, task, device)
+
+
+def network_from_state(state: dict, path: str | Path, network_cls: type, task: str,
+                       device: str = "cpu") -> torch.nn.Module:
+    """The network of a checkpoint already read from ``path`` (:func:`load_network` without reading it again)."""
+    with cache.unpacking(Path(path), task):
         net = network_cls(**state["config"])
         net.load_state_dict(state["model"])
     return net.to(device).eval()

@@ -33,6 +33,7 @@ from xattr.training._loop import (
     StandardisedSpaceTrainer,
     load_network,
     materialise,
+    network_from_state,
     training_split,
 )
 from xattr.utils import cache
@@ -150,8 +151,9 @@ def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: s
     def load(path: Path) -> Denoiser | None:
         if not path.exists():
             return None
-        _warn_if_other_steps(path, trainer.steps)
-        return load_denoiser(path, device)
+        state = cache.read(path, "denoiser")  # read once: its meta for the check, its weights for the network
+        _warn_if_other_steps(path, state, trainer.steps)
+        return network_from_state(state, path, Denoiser, "denoiser", device)
 
     def train(path: Path) -> Denoiser:
         if train_dataset is None:
@@ -166,11 +168,11 @@ def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: s
     return cache.load_or_build(trainer.checkpoint(cache_dir, dataset_name, image_size), load, train)
 
 
-def _warn_if_other_steps(path: Path, steps: int) -> None:
-    """One warning when the cached denoiser at ``path`` was trained for other ``steps`` than asked: the checkpoint's
-    name holds the dataset, size, width, depth and space only, so ``method.denoiser.steps=N`` alone does not
-    select (nor train) another entry — use another ``paths.cache_dir`` for it."""
-    trained = (cache.read(path, "denoiser").get("meta") or {}).get("steps")
+def _warn_if_other_steps(path: Path, state: dict, steps: int) -> None:
+    """One warning when the cached denoiser ``state`` (read from ``path``) was trained for other ``steps`` than
+    asked: the checkpoint's name holds the dataset, size, width, depth and space only, so
+    ``method.denoiser.steps=N`` alone does not select (nor train) another entry — use another ``paths.cache_dir``."""
+    trained = (state.get("meta") or {}).get("steps")
     if trained is not None and int(trained) != int(steps):
         log.warning("cached denoiser %s was trained for %s steps, not the %d asked for: it is used as it is "
                     "(the cache name does not hold the steps; give another paths.cache_dir to train a %d-step one)",
