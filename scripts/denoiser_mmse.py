@@ -45,6 +45,7 @@ from xattr.info import (
     stationary_eps_denoiser,
     stationary_gaussian,
 )
+from xattr.utils.cache import read as read_cache
 from xattr.utils.io import atomic_savefig, atomic_torch_save, atomic_write_text
 
 COLUMNS = ("panel", "quantity", "curve", "alpha", "value", "stderr")
@@ -236,7 +237,7 @@ def covariance_eigenvalues(settings: Settings, mean, std, cache: Path) -> dict[s
     Jensen), so it flags "above the bound" too easily rather than too rarely. Second moments
     are accumulated in chunks (float32 products of chunk-centred data, float64 sums); eigenvalues in float64."""
     if cache.exists():
-        return torch.load(cache, weights_only=True)
+        return read_cache(cache, "covariance")
     n, chunk = settings.cov_images, 1024
     half = n // 2
     shift, sums, grams, counts = None, {}, {}, {}
@@ -366,11 +367,12 @@ def load_any_denoiser(path: str | Path, trainer) -> tuple[str, torch.nn.Module]:
     """``(label, network)`` from a final checkpoint or from the ``<name>.partial.pt`` of an interrupted training
     (its EMA weights at its step; the network's size is ``trainer``'s)."""
     from xattr.nets.unet import Denoiser
-    from xattr.training.denoiser import load_denoiser
+    from xattr.training._loop import network_from_state
 
-    state = torch.load(path, weights_only=True)
+    state = read_cache(path, "denoiser")
     if "config" in state:
-        return f"denoiser, {state.get('meta', {}).get('steps', '?')} steps", load_denoiser(path)
+        return (f"denoiser, {state.get('meta', {}).get('steps', '?')} steps",
+                network_from_state(state, path, Denoiser, "denoiser"))
     net = Denoiser(3, trainer.width, trainer.depth)
     net.load_state_dict(state["ema"])
     return f"denoiser, EMA at step {state['step']} (partial; its total steps are not stored)", net.eval()
