@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from coiba_helpers import layer_statistics
 
 from xattr.errors import XattrError
 from xattr.methods import _token_bottleneck as tb
@@ -16,20 +17,6 @@ from xattr.models import ModelSpec, ZooModel
 from xattr.utils.hooks import count_hooks
 
 FAST = dict(steps=2, draws=2)
-
-
-def layer_statistics(model, names, x):
-    """Slow, obvious reference statistics: mean/std over a batch of one forward pass."""
-    outputs = {}
-    handles = [model.net.get_submodule(n).register_forward_hook(
-        lambda m, i, o, n=n: outputs.__setitem__(n, o.detach())) for n in names]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: (v.mean(0), v.std(0) if len(v) > 1 else torch.ones_like(v[0])) for n, v in outputs.items()}
 
 
 @pytest.fixture(scope="module")
