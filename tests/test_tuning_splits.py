@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from test_configs import compose_cfg, options
 
 from xattr.cli import CONF_DIR
@@ -101,8 +102,7 @@ def test_tuned_values_are_keys_of_their_method_and_reach_the_table_runs(path, tm
     """``conf/tuned/tiny_<method>.yaml`` only sets keys the method has; the tiny table presets apply them, the
     command line still wins, and a run without a preset keeps the method's own defaults."""
     scale_name, method = path.stem.split("_", 1)
-    tuned = {k: v for k, v in (line.split(": ", 1) for line in path.read_text().splitlines()
-                               if line and not line.startswith("#"))}
+    tuned = OmegaConf.to_container(OmegaConf.load(path))
     plain = compose_cfg("run", [f"method={method}"], tmp_path).method
     assert tuned and set(tuned) <= set(plain), f"{path.name} sets keys {set(tuned) - set(plain)} not in {method}"
     table = compose_cfg("run", [f"experiment=diffib_{scale_name}", f"method={method}"], tmp_path).method
