@@ -237,6 +237,14 @@ def tokens_to_grid(values: torch.Tensor, layer: TokenLayer, token_grid) -> torch
     return values.reshape(values.shape[0], 1, h, w)
 
 
+def check_map_layers(map_layers: str) -> str:
+    """``map_layers`` if it is ``first`` or ``all``; else the one-line error naming it."""
+    if map_layers not in ("first", "all"):
+        raise XattrError(f"method.map_layers={map_layers!r} unknown; choose first (authors' code) or all "
+                         "(mean of every layer's KL map)")
+    return map_layers
+
+
 def optimise_bottleneck(
     model: nn.Module,
     x: torch.Tensor,
@@ -266,9 +274,7 @@ def optimise_bottleneck(
     """
     if bound not in ("first", "sum"):
         raise XattrError(f"method.bound={bound!r} unknown; choose first (Eq. 8) or sum (Eq. 4)")
-    if map_layers not in ("first", "all"):
-        raise XattrError(f"method.map_layers={map_layers!r} unknown; choose first (authors' code) or all "
-                         "(mean of every layer's KL map)")
+    check_map_layers(map_layers)
     if betas is not None and len(betas) != len(layers):
         raise XattrError(f"method.betas has {len(betas)} values for {len(layers)} layers; give one per layer")
     if steps < 1 or draws < 1:

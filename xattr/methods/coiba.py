@@ -24,7 +24,6 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
-from xattr.errors import XattrError
 from xattr.methods import _token_bottleneck as tb
 from xattr.methods.base import AttributionMethod
 
@@ -66,10 +65,7 @@ class CoIBA(tb.TokenStatisticsMixin, AttributionMethod):
         self.steps, self.lr, self.draws = int(steps), float(lr), int(draws)
         self.alpha_init, self.min_std, self.seed = float(alpha_init), float(min_std), int(seed)
         self.n_samples, self.stats_batch_size = int(n_samples), int(stats_batch_size)
-        if map_layers not in ("first", "all"):
-            raise XattrError(f"method.map_layers={map_layers!r} unknown; choose first (authors' code) or all "
-                             "(mean of every layer's KL map)")
-        self.map_layers = map_layers
+        self.map_layers = tb.check_map_layers(map_layers)
         self.statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.trace: list | None = None  # tests: set to [] to record the λ each layer used
 

@@ -110,7 +110,9 @@ def noise_field(model: nn.Module, shape: tuple[int, int, int], seed: int, device
 def image_seed(image: torch.Tensor, seed: int) -> int:
     """A 63-bit seed from ``seed`` and the bytes of one image ``[C,H,W]``: the same image gets the same
     noise in any batch, at any position and under any method, and two different images get independent
-    noise."""
+    noise. Not :func:`xattr.utils.seed.image_seeds` on purpose: the methods draw their noise from those seeds
+    (IBA, DiffIB, InputIBA with their ``seed``, 0 by default), and a metric's substrate must not replay a
+    method's own noise; this digest (the seed as a prefix, not as the key) gives an independent stream."""
     digest = hashlib.blake2b(f"{int(seed)}:".encode(), digest_size=8)
     digest.update(image.detach().float().cpu().contiguous().numpy().tobytes())
     return int.from_bytes(digest.digest(), "little") >> 1
