@@ -122,27 +122,32 @@ diffib-seg-paper: setup
 # (tests/test_tuning_splits.py). DiffIB gets 4 settings (beta; lr, alpha_init and steps are fixed: docs/diffib.md,
 # "Tuning"); each baseline with a sensitive hyper-parameter gets at least as many; the lowest mean MNIM wins.
 TUNE_OUT ?= outputs/diffib/$(SCALE)/tune
-TUNE_EXP = experiment=tune_$(SCALE)
-DIFFIB_TUNE_EXP_tiny := experiment=diffib_sweep_beta
-DIFFIB_TUNE_EXP_paper := experiment=tune_paper method=diffib
+TUNE_EXP = experiment=tune_$(SCALE) method=$(1)
+TUNE_EXP_diffib_tiny := experiment=diffib_sweep_beta
+# per method: the sweep (its settings are the budget) and the keys its report is grouped by
+TUNE_SWEEP_diffib := method.beta=0.01,0.03,0.1,0.3
+TUNE_BY_diffib := beta
+TUNE_SWEEP_iba := method.beta=1,3,10,30 method.optimization_steps=10,30
+TUNE_BY_iba := beta optimization_steps
+TUNE_SWEEP_integrated_gradients := method.n_steps=25,50,100,200
+TUNE_BY_integrated_gradients := n_steps
+TUNE_SWEEP_hsic := method.grid_size=5,7,9,11
+TUNE_BY_hsic := grid_size
+# $(call tune_method,<method>): sweep on the tuning split, report by its keys, write conf/tuned/<scale>_<method>.yaml
+define tune_method
+	$(XATTR) run -m $(or $(TUNE_EXP_$(1)_$(SCALE)),$(call TUNE_EXP,$(1))) $(TUNE_SWEEP_$(1)) resume=true \
+		hydra.sweep.dir=$(TUNE_OUT)/$(1)
+	$(XATTR) report $(TUNE_OUT)/$(1) $(foreach key,$(TUNE_BY_$(1)),--by method.$(key)) --out $(TUNE_OUT)/$(1)
+	$(PY) scripts/select_tuned.py $(TUNE_OUT)/$(1) --method $(1) --scale $(SCALE)
+endef
+
 tune-diffib: setup  ## DiffIB beta on the tuning split (4 settings)
-	$(XATTR) run -m $(DIFFIB_TUNE_EXP_$(SCALE)) \
-		method.beta=0.01,0.03,0.1,0.3 resume=true hydra.sweep.dir=$(TUNE_OUT)/diffib
-	$(XATTR) report $(TUNE_OUT)/diffib --by method.beta --out $(TUNE_OUT)/diffib
-	$(PY) scripts/select_tuned.py $(TUNE_OUT)/diffib --method diffib --scale $(SCALE)
+	$(call tune_method,diffib)
 
 tune-baselines: setup  ## IBA beta x steps (8), IG steps (4), HSIC grid (4) on the tuning split
-	$(XATTR) run -m $(TUNE_EXP) method=iba method.beta=1,3,10,30 method.optimization_steps=10,30 resume=true \
-		hydra.sweep.dir=$(TUNE_OUT)/iba
-	$(XATTR) report $(TUNE_OUT)/iba --by method.beta --by method.optimization_steps --out $(TUNE_OUT)/iba
-	$(PY) scripts/select_tuned.py $(TUNE_OUT)/iba --method iba --scale $(SCALE)
-	$(XATTR) run -m $(TUNE_EXP) method=integrated_gradients method.n_steps=25,50,100,200 resume=true \
-		hydra.sweep.dir=$(TUNE_OUT)/integrated_gradients
-	$(XATTR) report $(TUNE_OUT)/integrated_gradients --by method.n_steps --out $(TUNE_OUT)/integrated_gradients
-	$(PY) scripts/select_tuned.py $(TUNE_OUT)/integrated_gradients --method integrated_gradients --scale $(SCALE)
-	$(XATTR) run -m $(TUNE_EXP) method=hsic method.grid_size=5,7,9,11 resume=true hydra.sweep.dir=$(TUNE_OUT)/hsic
-	$(XATTR) report $(TUNE_OUT)/hsic --by method.grid_size --out $(TUNE_OUT)/hsic
-	$(PY) scripts/select_tuned.py $(TUNE_OUT)/hsic --method hsic --scale $(SCALE)
+	$(call tune_method,iba)
+	$(call tune_method,integrated_gradients)
+	$(call tune_method,hsic)
 
 figure-sanity: setup  ## DiffIB Fig. 4: SSIM of DiffIB maps under cascading layer randomisation
 	$(XATTR) run -m $(DIFFIB_EXP) method=diffib 'metric=[randomization_sanity]' hydra.sweep.dir=$(DIFFIB_OUT)/sanity \
