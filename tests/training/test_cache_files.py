@@ -306,3 +306,21 @@ def test_xattr_train_alpha_unet_stops_at_a_bad_cached_classifier(fault, tmp_path
     assert len(lines) == 1 and lines[0].startswith("error: classifier cache file") and str(planted) in lines[0], lines
     assert "delete it" in lines[0] and not marker.exists() and planted.read_bytes() == content
     assert not (tmp_path / "cache" / ALPHA_UNET).exists()
+
+
+def test_every_torch_load_in_the_package_and_scripts_is_weights_only():
+    """No reader of a torch file can run pickled code: each ``torch.load(...)`` call in ``xattr/`` and ``scripts/``
+    passes ``weights_only=True`` (the one reader is :func:`xattr.utils.io.load_torch_file`)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    calls = []
+    for path in [*(root / "xattr").rglob("*.py"), *(root / "scripts").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                           for k in node.keywords)
+                calls.append((f"{path.relative_to(root)}:{node.lineno}", safe))
+    assert calls, "the scan found no torch.load call at all (the package's reader is one)"
+    assert all(safe for _, safe in calls), [where for where, safe in calls if not safe]
