@@ -28,6 +28,12 @@ def contains_word(text: str, word: str, ignore_case: bool = True) -> bool:
     return _pattern(word, ignore_case).search(text) is not None
 
 
+def find_word(text: str, word: str, ignore_case: bool = True) -> int | None:
+    """Position of the first whole-word occurrence of ``word`` (or a phrase) in ``text``; ``None`` if absent."""
+    match = _pattern(word, ignore_case).search(text)
+    return None if match is None else match.start()
+
+
 def remove_word(caption: str, word: str, ignore_case: bool = True) -> str:
     """``caption`` with every whole-word occurrence of ``word`` (a word or phrase) removed, spaces collapsed.
 
@@ -44,4 +50,4 @@ def remove_word(caption: str, word: str, ignore_case: bool = True) -> str:
     return re.sub(r"\s+", " ", removed).strip()
 
 
-__all__ = ["contains_word", "remove_word"]
+__all__ = ["contains_word", "find_word", "remove_word"]
