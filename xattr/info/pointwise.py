@@ -23,6 +23,7 @@ stack ``[wrong…, correct, null]`` in one UNet batch the same way).
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Integral
 
 import torch
 
@@ -109,7 +110,7 @@ def _check_inputs(x, conds, ref, n_draws, integration, chunk_size) -> None:
     if conds.shape[2:] != ref.shape[1:]:
         raise XattrError(f"pointwise_information: a condition has shape {tuple(conds.shape[2:])} but ref "
                          f"{tuple(ref.shape[1:])}; cond and ref must have one shape")
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
+    if isinstance(n_draws, bool) or not isinstance(n_draws, Integral) or n_draws < 1:
         raise XattrError(f"pointwise_information: n_draws={n_draws!r} must be an integer >= 1 (e.g. 100)")
     if integration not in INTEGRATIONS:
         raise XattrError(f"pointwise_information: integration={integration!r} is not one of "
