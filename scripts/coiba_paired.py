@@ -47,6 +47,7 @@ def main() -> None:
     print(markdown_table(table))
     paired = paired_differences(values, args.reference)
     out = Path(args.out or args.run_dirs[0])
+    out.mkdir(parents=True, exist_ok=True)
     paired.to_csv(out / "paired_delta.csv", index=False)
     cells = paired.assign(cell=[f"{r.diff:+.3f} ± {r.sem:.3f} ({r.higher:.0%} higher)"
                                 for r in paired.itertuples()])

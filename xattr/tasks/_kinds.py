@@ -10,10 +10,10 @@ and when it finishes: ``kind.sample_columns`` (the ``per_sample.csv`` columns af
 ``prediction.samples``), ``kind.maps_fields`` (sample entries stored in ``maps.npz``), ``kind.caption``
 (overview figure titles) and ``kind.describe`` (the line in ``summary.md``).
 
-:class:`ClassifierKind` is the only kind today. A text-to-image kind (samples carry ``caption`` and
-``word``; a text-image method ``attribute(x, prompts, words) -> [B,1,H,W]``; no class prediction) has
-the same members: ``predict`` puts e.g. ``captions``/``words`` into ``samples`` (columns ``caption``,
-``word``), ``attribute`` calls ``method.attribute(x, captions, words)``; :func:`model_kind` picks it.
+:class:`ClassifierKind` drives an image classifier; :class:`TextImageKind` a text-to-image diffusion model
+(samples carry ``caption`` and the ``word`` to explain; a text-image method is called
+``attribute(x, captions, words) -> [B,1,H,W]``; nothing is predicted). :func:`model_kind` picks one by the
+model's ``spec.kind``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from xattr.errors import XattrError
 from xattr.tasks._checks import check_labels
 
 
@@ -70,6 +71,9 @@ class ClassifierKind:
         return Prediction(target=target, samples=samples, ground_truth={"label": label})
 
     def attribute(self, method: Any, x: torch.Tensor, prediction: Prediction) -> torch.Tensor:
+        if getattr(method, "text_image", False):
+            raise XattrError(f"method {self.names['method']} explains words of a text-to-image model, not "
+                             f"classifier {self.names['model']}; use it with model=tiny_t2i, sd21 or sd15")
         return method.attribute(x, prediction.target)
 
     def caption(self, samples: dict[str, np.ndarray], i: int) -> str:
@@ -79,6 +83,44 @@ class ClassifierKind:
         return f"target={self.target_mode}"
 
 
-def model_kind(model: torch.nn.Module, cfg: DictConfig, names: dict[str, str]) -> ClassifierKind:
-    """The kind of ``model`` (every model is a classifier today; a text-to-image kind is chosen here)."""
+class TextImageKind:
+    """A text-to-image diffusion model (``spec.kind == "text_to_image"``): explains one word of each sample's
+    caption; records the caption and the word. There is no class target: metrics get ``target=None`` and
+    the word's ``mask`` when the dataset has one."""
+
+    sample_columns = {"caption": "captions", "word": "words"}
+    maps_fields = ("captions", "words")
+
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+
+    def predict(self, model: torch.nn.Module, batch: dict, x: torch.Tensor) -> Prediction:
+        """No forward pass: the captions and words of the batch (``batch['caption']``, ``batch['word']``)."""
+        missing = [key for key in ("caption", "word") if key not in batch]
+        if missing:
+            raise XattrError(f"dataset {self.names['dataset']} gives no {' or '.join(missing)} per sample, which "
+                             f"text-to-image model {self.names['model']} explains; use a captioned dataset "
+                             "(dataset=shapes_captions, coco_it)")
+        captions, words = [str(c) for c in batch["caption"]], [str(w) for w in batch["word"]]
+        samples = {"captions": np.asarray(captions, dtype=str), "words": np.asarray(words, dtype=str)}
+        return Prediction(target=None, samples=samples)
+
+    def attribute(self, method: Any, x: torch.Tensor, prediction: Prediction) -> torch.Tensor:
+        if not getattr(method, "text_image", False):
+            raise XattrError(f"method {self.names['method']} explains classifiers, not text-to-image model "
+                             f"{self.names['model']}; use a text-image method (method=info_cmi, info_mi, daam, "
+                             "attention_information)")
+        return method.attribute(x, list(prediction.samples["captions"]), list(prediction.samples["words"]))
+
+    def caption(self, samples: dict[str, np.ndarray], i: int) -> str:
+        return str(samples["words"][i]) or "(caption)"
+
+    def describe(self) -> str:
+        return "word heatmaps of a text-to-image model"
+
+
+def model_kind(model: torch.nn.Module, cfg: DictConfig, names: dict[str, str]) -> ClassifierKind | TextImageKind:
+    """The kind of ``model``: :class:`TextImageKind` for ``spec.kind == "text_to_image"``, else a classifier."""
+    if getattr(getattr(model, "spec", None), "kind", None) == "text_to_image":
+        return TextImageKind(names)
     return ClassifierKind(model, str(cfg.target), names)
