@@ -245,6 +245,20 @@ def test_pixel_folder_has_no_vae_and_loads_through_tiny_t2i(tiny, pixel_folder):
     assert e.shape == (2, 3, 32, 32) and torch.isfinite(e).all() and torch.equal(e, again)
 
 
+def test_saved_tokenizer_keeps_every_word_one_token(tiny):
+    built = build_word_tokenizer(WORDS)
+    for word in WORDS:
+        assert tiny.tokenizer(word)["input_ids"] == built(word)["input_ids"] and len(built(word)["input_ids"]) == 3
+
+
+def test_an_in_memory_pipeline_wraps_without_a_folder():
+    model = TextToImageModel(build_tiny_t2i_pipeline(WORDS, seed=0), name="tiny_t2i")  # random init, for contracts
+    with torch.no_grad():
+        e = model.eps(torch.randn(1, 3, 32, 32), torch.tensor([1.0]), model.encode_prompt(["a red star"]))
+    assert e.shape == (1, 3, 32, 32) and not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+
+
 def test_save_pipeline_folder_replaces_atomically(tmp_path):
     target = tmp_path / "pipe"
     save_pipeline_folder(build_tiny_t2i_pipeline(WORDS, seed=0), target)

@@ -244,6 +244,9 @@ class TextToImageModel(nn.Module):
             downsampling factor (SD 2.1 base: 512, SD 1.5: 512, tiny_t2i: 32).
         vae_encoding: ``mean`` (deterministic, default) or ``sample`` of the VAE posterior (what the authors'
             code does; pass ``generator`` to ``encode_image`` for reproducible samples). Ignored without VAE.
+
+    The networks are the pipeline's own (shared, not copied): the wrapper puts them in eval mode with
+    ``requires_grad`` off (gradients with respect to ``z`` still flow); a trainer turns them back on.
     """
 
     def __init__(self, pipeline, *, name: str = "text_to_image", image_size: int | tuple[int, int] | None = None,
