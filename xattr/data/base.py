@@ -1,5 +1,7 @@
 """Dataset contract: each sample is a dict ``image [3,H,W] float in [0,1]``, ``label``, ``id``,
-and where known ``mask [H,W] bool`` and ``boxes [N,4]`` (x0, y0, x1, y1 in pixels, inclusive-exclusive)."""
+and where known ``mask [H,W] bool`` and ``boxes [N,4]`` (x0, y0, x1, y1 in pixels, inclusive-exclusive).
+Captioned datasets (text-to-image models) add text fields: ``caption``, ``word`` (the word to explain; its
+``mask`` is what the word names) and, for relation tests, ``candidates`` (the true caption first)."""
 
 from __future__ import annotations
 
@@ -86,7 +88,9 @@ def shard_bounds(total: int, shard: int, num_shards: int) -> tuple[int, int]:
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack images/labels/masks; keep ``id`` and ``boxes`` as lists (boxes vary in count)."""
+    """Stack images/labels/masks; keep ``id`` and ``boxes`` as lists (boxes vary in count), and every other
+    text field all samples carry (a ``str`` such as ``caption``/``word``, or a list of ``str`` such as
+    ``candidates``) as a list of them, one entry per sample."""
     batch: dict = {
         "image": torch.stack([s["image"] for s in samples]),
         "label": torch.as_tensor([int(s["label"]) for s in samples], dtype=torch.long),
@@ -96,7 +100,15 @@ def collate(samples: list[dict]) -> dict:
         batch["mask"] = torch.stack([torch.as_tensor(s["mask"], dtype=torch.bool) for s in samples])
     if all("boxes" in s for s in samples):
         batch["boxes"] = [torch.as_tensor(s["boxes"], dtype=torch.float32).reshape(-1, 4) for s in samples]
+    for key in sorted(samples[0].keys() - batch.keys()):
+        values = [s.get(key) for s in samples]
+        if all(_is_text(v) for v in values):
+            batch[key] = [v if isinstance(v, str) else list(v) for v in values]
     return batch
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
 
 
 def boxes_to_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Information-theoretic core: noise channel, log-SNR samplers, MMSE integrals, bottleneck statistics."""
+"""Information-theoretic core: noise channel, log-SNR samplers, MMSE integrals, pointwise (conditional) MI
+estimators, Gaussian ground truth, bottleneck statistics."""
 
 from xattr.info.channel import noise_channel, sample_log_snr, smooth_field
 from xattr.info.gaussian import (
@@ -12,7 +13,10 @@ from xattr.info.gaussian import (
     stationary_eps_denoiser,
     stationary_gaussian,
 )
+from xattr.info.gaussian_conditional import JointGaussian, random_joint_gaussian
+from xattr.info.logsnr import TruncatedLogistic
 from xattr.info.mmse import mmse_integral, trapezoid_weights
+from xattr.info.pointwise import pixel_map, pointwise_information, pointwise_information_many
 
 __all__ = [
     "noise_channel",
@@ -29,4 +33,10 @@ __all__ = [
     "stationary_gaussian",
     "mmse_integral",
     "trapezoid_weights",
+    "JointGaussian",
+    "random_joint_gaussian",
+    "TruncatedLogistic",
+    "pointwise_information",
+    "pointwise_information_many",
+    "pixel_map",
 ]
