@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from xattr.cli import CONF_DIR
 from xattr.errors import XattrError
-from xattr.models import OFFLINE_MODELS
+from xattr.models import OFFLINE_MODELS, TEXT_TO_IMAGE_MODELS
 
 
 def options(group: str) -> list[str]:
@@ -38,10 +38,45 @@ def test_every_group_has_options():
         assert options(group), f"conf/{group}/ is empty"
 
 
-@pytest.mark.parametrize("name", options("model"))
+def xattr_error_of(error: BaseException) -> XattrError:
+    cause = error
+    while cause is not None and not isinstance(cause, XattrError):
+        cause = cause.__cause__
+    assert cause is not None, f"{error!r} is not a one-line XattrError"
+    return cause
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_TO_IMAGE_MODELS))
+def test_text_to_image_configs_instantiate_or_name_what_is_missing(name, tmp_path, monkeypatch):
+    """Offline with an empty Hugging Face cache, a Hub model names its repository, the cache and model.path=DIR;
+    tiny_t2i names model.path; a pipeline folder given as model.path builds the model for real."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = compose_cfg("run", [f"model={name}"], tmp_path)
+    assert cfg.model.name == name
+    with pytest.raises(Exception) as info:  # noqa: PT011 - instantiate wraps; the XattrError is inside
+        instantiate(cfg.model)
+    message = str(xattr_error_of(info.value))
+    assert "\n" not in message and "model.path=DIR" in message, message
+    if TEXT_TO_IMAGE_MODELS[name] == "hub":
+        assert cfg.model.repo_id in message and str(tmp_path / "hub") in message
+    if name == "tiny_t2i":
+        from xattr.models import build_tiny_t2i_pipeline, save_pipeline_folder
+
+        folder = save_pipeline_folder(build_tiny_t2i_pipeline(["a", "red", "star"]), tmp_path / "pipe")
+        model = instantiate(compose_cfg("run", [f"model={name}", f"model.path={folder}"], tmp_path).model)
+        assert model.spec.kind == "text_to_image" and model.spec.name == name and not model.training
+        with torch.no_grad():
+            z = model.encode_image(torch.rand(2, 3, *model.image_size))
+            eps = model.eps(z, torch.zeros(2), model.encode_prompt(["a red star", ""]))
+        assert eps.shape == z.shape == (2, *model.latent_shape) and torch.isfinite(eps).all()
+
+
+@pytest.mark.parametrize("name", sorted(set(options("model")) - set(TEXT_TO_IMAGE_MODELS)))
 def test_model_configs_instantiate(name, tmp_path):
     cfg = compose_cfg("run", [f"model={name}"], tmp_path)
     assert cfg.model.name == name
+    assert cfg.model._target_ == "xattr.models.build_model"  # the classifier zoo (text-to-image: above)
     if name in OFFLINE_MODELS:
         model = instantiate(cfg.model)
         assert model.spec.input_size == (cfg.dataset.image_size,) * 2

