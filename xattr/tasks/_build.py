@@ -89,12 +89,29 @@ def build_model(cfg: DictConfig, names: dict[str, str], dataset, cache_dir: Path
 
     model_cfg = cfg.model
     name = model_cfg.get("name")
+    if str(model_cfg.get("_target_", "")).endswith("build_text_to_image_model"):
+        return _text_to_image_model(cfg, names, cache_dir, device)
     overrides: dict[str, Any] = {}
     if name in OFFLINE_MODELS and not model_cfg.get("checkpoint"):
         return _trained_offline_model(model_cfg, names["dataset"], dataset, cache_dir, device).to(device).eval()
     if name in OFFLINE_MODELS and model_cfg.get("num_classes") is None:
         overrides["num_classes"] = dataset.num_classes
     return instantiate(model_cfg, **overrides).to(device).eval()
+
+
+def _text_to_image_model(cfg: DictConfig, names: dict[str, str], cache_dir: Path, device: str) -> torch.nn.Module:
+    """A text-to-image backbone built on ``device`` (half-precision weights load there directly). ``tiny_t2i``
+    without ``model.path`` is the cached pipeline folder for the run's dataset, trained on first use
+    (``xattr train task=t2i``; the hyper-parameters of ``conf/task/t2i.yaml``)."""
+    overrides: dict[str, Any] = {"device": device}
+    if cfg.model.get("name") == "tiny_t2i" and not cfg.model.get("path"):
+        from xattr.training.text_to_image import load_or_train_t2i
+
+        train = build_dataset(cfg, names["dataset"], split=str(cfg.get("train_split", "train")), n_samples=None)
+        size = int(getattr(train, "image_size", 32))
+        overrides["path"] = str(load_or_train_t2i(train, cache_dir, names["dataset"], size,
+                                                  seed=int(cfg.seed), device=device))
+    return instantiate(cfg.model, **overrides).eval()
 
 
 def _trained_offline_model(model_cfg: DictConfig, dataset_name: str, dataset, cache_dir: Path,
