@@ -10,8 +10,8 @@ density of ``α`` on ``[loc − scale·clip, loc + scale·clip]`` is::
 (the weight of the authors' ``logistic_integrate``). Draws are inverse-CDF: ``u ~ U[σ(−clip), σ(clip)]``,
 ``α = loc + scale · logit(u)``; then ``∫ f ≈ mean_n f(α_n) / q(α_n)`` (unbiased for the truncated integral).
 
-Defaults ``loc = 1, scale = 2, clip = 3`` (log-SNR range ``[−5, 7]``) are the authors' CLI defaults (Info-Decomp;
-``../shared/infodecomp-notes.md``). :meth:`TruncatedLogistic.from_data` sets ``loc, scale`` from the data as
+Defaults ``loc = 1, scale = 2, clip = 3`` (log-SNR range ``[−5, 7]``) are the authors' CLI defaults (their
+Info-Decomp code). :meth:`TruncatedLogistic.from_data` sets ``loc, scale`` from the data as
 ITdiffusion does (Kong et al. 2023, kxh001/ITdiffusion ``diffusionmodel.py``, ``DiffusionModel.dataset_info``):
 ``loc = −mean(log λ)``, ``scale = sqrt(1 + 3/π · var(log λ))`` with ``λ`` the eigenvalues of the data covariance
 (``var`` unbiased, as ``torch.var``). The authors' code ignores ``clip`` in several functions and uses 4; here
