@@ -71,7 +71,7 @@ class ClassifierKind:
         return Prediction(target=target, samples=samples, ground_truth={"label": label})
 
     def attribute(self, method: Any, x: torch.Tensor, prediction: Prediction) -> torch.Tensor:
-        if getattr(method, "text_image", False):
+        if getattr(method, "kind", None) == "text_image":
             raise XattrError(f"method {self.names['method']} explains words of a text-to-image model, not "
                              f"classifier {self.names['model']}; use it with model=tiny_t2i, sd21 or sd15")
         return method.attribute(x, prediction.target)
@@ -106,7 +106,7 @@ class TextImageKind:
         return Prediction(target=None, samples=samples)
 
     def attribute(self, method: Any, x: torch.Tensor, prediction: Prediction) -> torch.Tensor:
-        if not getattr(method, "text_image", False):
+        if getattr(method, "kind", None) != "text_image":
             raise XattrError(f"method {self.names['method']} explains classifiers, not text-to-image model "
                              f"{self.names['model']}; use a text-image method (method=info_cmi, info_mi, daam, "
                              "attention_information)")
