@@ -346,3 +346,20 @@ def test_ddim_step_inverts_itself():
     there = ddim_step(z, eps, None, 0.5)
     assert torch.allclose(ddim_step(there, eps, 0.5, None), z, atol=1e-6)
     assert torch.allclose(ddim_step(ddim_step(z, eps, 2.0, -1.0), eps, -1.0, 2.0), z, atol=1e-5)
+
+
+def test_trace_averages_calls_and_every_layer_head_map():
+    """Known probabilities: layer a (4x4, 2 heads: 1 and 3), layer b (2x2, 4 heads: 5) over two calls of image 1
+    (values doubled on the second call): the map is the mean over calls, then over all six (layer, head) maps —
+    no head or image dropped (daam 0.2.0 keeps only the second half of the batch x heads axis)."""
+    trace = CrossAttentionTrace(2, (4, 4))
+    for scale in (1.0, 2.0):
+        trace.begin_call(torch.tensor([1]))
+        probs_a = torch.ones(1, 2, 16, 3) * torch.tensor([1.0, 3.0]).view(1, 2, 1, 1) * scale
+        trace.add("a", probs_a)
+        trace.add("b", torch.full((1, 4, 4, 3), 5.0 * scale))
+    assert trace.calls.tolist() == [0, 2]
+    maps = trace.token_maps(1, [0, 2])
+    assert maps.shape == (2, 4, 4) and torch.allclose(maps, torch.full_like(maps, 1.5 * (1 + 3 + 4 * 5) / 6))
+    with pytest.raises(XattrError, match="image 0 had no traced UNet call"):
+        trace.token_maps(0, [0])
