@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32, help="image side of the random-init tiny_t2i")
     parser.add_argument("--images", type=int, default=4, help="images per heatmap batch in (a)/(b)")
     parser.add_argument("--draws", type=int, default=100, help="draws per image in (a)/(b) (the authors' 100)")
-    parser.add_argument("--chunk", type=int, default=256, help="rows per stacked UNet call")
+    parser.add_argument("--chunk", type=int, default=32, help="rows per stacked UNet call (info_cmi's default)")
     parser.add_argument("--repeats", type=int, default=20, help="repeated estimates in (c)/(d)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-path", type=Path, default=None, help="a trained tiny_t2i pipeline folder")

@@ -22,7 +22,7 @@ averaged over the traced calls (DAAM sums; the mean only rescales), upsampled bi
 (64×64 for SD), clamped ``≥ 0``, averaged over all (layer, head) maps; the word's map is the mean over its
 tokens (every token of every occurrence, the start token offset included). **Mid block**: DAAM skips maps at
 factor 8 (8×8 in SD's 64×64 latent), which in SD is exactly the mid block's cross-attention; here the choice
-is by name, ``include_mid: false`` by default (on ``tiny_t2i`` the mid block sits at 4×4 of a 16×16 input).
+is by name, ``include_mid: false`` by default (on ``tiny_t2i`` the mid block sits at 8×8 of its 32×32 image, factor 4, which a factor rule would keep).
 Unlike ``daam`` 0.2.0 no half of the batch×heads axis is dropped. The map is bilinear to the image's size.
 """
 
