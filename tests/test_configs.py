@@ -90,10 +90,28 @@ def test_model_configs_instantiate(name, tmp_path):
         assert model.spec.layers.get("bottleneck") and model.get_layer("bottleneck") is not None
 
 
+@pytest.fixture(scope="module")
+def tiny_t2i():
+    """A random-init 16 px tiny_t2i built in memory (text-image methods are constructed on it)."""
+    from xattr.data.shapes_captions import VOCABULARY
+    from xattr.models import TextToImageModel, build_tiny_t2i_pipeline
+
+    return TextToImageModel(build_tiny_t2i_pipeline(VOCABULARY, image_size=16), name="tiny_t2i")
+
+
 @pytest.mark.parametrize("name", options("method"))
-def test_method_configs_instantiate(name, tmp_path, tiny_cnn, tiny_vit):
+def test_method_configs_instantiate(name, tmp_path, tiny_cnn, tiny_vit, request):
     cfg = compose_cfg("run", [f"method={name}"], tmp_path)
     assert str(cfg.method._target_).startswith(f"xattr.methods.{name}."), "one method per module, file = module"
+    from hydra.utils import get_class
+
+    from xattr.methods._text_image import TextImageMethod
+
+    if issubclass(get_class(cfg.method._target_), TextImageMethod):  # explains text-to-image models only
+        model = request.getfixturevalue("tiny_t2i")
+        method = instantiate(cfg.method, model=model)
+        assert callable(getattr(method, "attribute", None)) and method.model is model
+        return
     errors = []
     for model in (tiny_cnn, tiny_vit):  # some methods apply only to transformers (or only to CNNs)
         try:
