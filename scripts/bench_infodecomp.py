@@ -1,4 +1,4 @@
-"""Information-decomposition heatmaps (seed 004): stacked denoiser calls, the call bound, estimator spread, and
+"""Information-decomposition heatmaps (Info-Decomp): stacked denoiser calls, the call bound, estimator spread, and
 what common random numbers save. One process, one tiny_t2i (random-init unless ``--model-path``), same draws.
 
 Prints a dated markdown table of:

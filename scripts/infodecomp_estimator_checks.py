@@ -1,4 +1,4 @@
-"""Checks of the pointwise information estimators (seed 004, Eq. 5-6) on jointly Gaussian ground truth.
+"""Checks of the pointwise information estimators (Info-Decomp, Eq. 5-6) on jointly Gaussian ground truth.
 
 Prints dated markdown tables and writes every number to ``outputs/infodecomp_estimator_checks.csv``:
 

@@ -1,4 +1,4 @@
-"""Log-SNR integration for the information estimators of seed 004 (§2.4): a truncated-logistic importance
+"""Log-SNR integration for the information estimators of Info-Decomp (§2.4): a truncated-logistic importance
 sampler and a Gauss–Legendre quadrature over the same truncated range.
 
 Every estimator there is ``∫ f(α) dα`` over the log-SNR ``α``. With ``t = (α − loc) / scale`` standard logistic

@@ -1,4 +1,4 @@
-"""Pointwise and per-coordinate (pixel-wise) mutual information from an ε-predictor (seed 004, Eq. 4–6).
+"""Pointwise and per-coordinate (pixel-wise) mutual information from an ε-predictor (Info-Decomp, Eq. 4–6).
 
 For an image ``x`` and two conditions ``cond`` and ``ref`` of one denoiser ``ε̂(z | c)`` (with ``ref ⊂ cond``,
 e.g. caption vs empty prompt, or caption vs caption-without-the-word)::

@@ -1,4 +1,4 @@
-"""Attention+Information (seed 004, Table 3): DAAM's cross-attention aggregation over UNet calls on the real
+"""Attention+Information (Info-Decomp, Table 3): DAAM's cross-attention aggregation over UNet calls on the real
 image noised at log-SNRs drawn from the information estimator's distribution, with no DDIM inversion.
 
 For each image, ``n_draws`` pairs ``(α_n, ε_n)``: ``α_n`` from the truncated logistic of

@@ -1,6 +1,6 @@
 """DAAM — Diffusion Attentive Attribution Maps (Tang et al., ACL 2023 / arXiv 2210.04885): the word's
 cross-attention, aggregated over the UNet's cross-attention layers, heads and timesteps; the "Attention"
-baseline of seed 004 (Table 3), traced on a DDIM reconstruction of the real image.
+baseline of Info-Decomp (Table 3), traced on a DDIM reconstruction of the real image.
 
 **Which calls are traced.** The real latent ``x`` is DDIM-inverted under its caption over ``steps`` timesteps
 (the paper's 50 / 100 / 200), then reconstructed with DDIM under the caption; the ``steps`` UNet calls of the
@@ -67,7 +67,7 @@ class DAAM(TextImageMethod):
 
     Args (see ``conf/method/daam.yaml``):
         model: a :class:`~xattr.models.text_to_image.TextToImageModel`.
-        steps: DDIM inversion / reconstruction steps (seed 004's Table 3: 50, 100, 200).
+        steps: DDIM inversion / reconstruction steps (Info-Decomp's Table 3: 50, 100, 200).
         include_mid: also trace the mid block's cross-attention (DAAM: no).
     """
 

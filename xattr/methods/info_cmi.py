@@ -1,4 +1,4 @@
-"""Pixel-wise conditional mutual information of a word, ``i^o_j(x; y*|c)`` (seed 004, Eq. 6 with §2.2's
+"""Pixel-wise conditional mutual information of a word, ``i^o_j(x; y*|c)`` (Info-Decomp, Eq. 6 with §2.2's
 conditioning; Kong et al., ICLR 2024, §3.2).
 
 For an image ``x`` (the denoiser's latent ``4×64×64`` for Stable Diffusion, the ``[-1,1]`` image for pixel-space

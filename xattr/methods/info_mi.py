@@ -1,4 +1,4 @@
-"""Pixel-wise mutual information of a word alone, ``i^o_j(x; y*)`` (seed 004, Eq. 6; §3.2.1).
+"""Pixel-wise mutual information of a word alone, ``i^o_j(x; y*)`` (Info-Decomp, Eq. 6; §3.2.1).
 
 The same estimator as :mod:`xattr.methods.info_cmi` with other conditions: ``cond`` = the word by itself as the
 prompt, ``ref`` = the empty prompt ``""`` (the unconditional denoiser; the authors' ``[word, ""]``). The caption

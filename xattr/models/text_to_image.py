@@ -14,7 +14,7 @@ Hugging Face cache (:func:`pipeline_snapshot`). :class:`TextToImageModel` then a
 **log-SNR ↔ timestep.** A DDPM-trained UNet saw ``z_t = sqrt(ᾱ_t) x + sqrt(1−ᾱ_t) ε``: the VP channel at
 ``α_t = logit(ᾱ_t)``, which decreases in ``t``. ``eps`` passes the UNet the *fractional* timestep that ``α``
 interpolates to in the table ``logit(ᾱ_t)`` (linear between the two neighbouring integer steps; the UNet's
-sinusoidal embedding takes any real ``t``), where the authors of seed 004 snap to the nearest integer.
+sinusoidal embedding takes any real ``t``), where the Info-Decomp authors snap to the nearest integer.
 **Clamp**: ``α`` outside the trained range ``[logit ᾱ_{T−1}, logit ᾱ_0]`` (``logsnr_range``; SD 2.1's
 scaled-linear schedule: [−5.36, 7.07], tiny_t2i's linear one: [−10.1, 9.2]) maps to the end timestep ``T−1``
 or ``0``: the caller still noises at the true ``α``, but the UNet is told the nearest trained noise level, so
