@@ -44,10 +44,15 @@ def gaussian_blur(x: torch.Tensor, sigma: float, padding: str = "zero") -> torch
     if radius == 0:
         return x
     mode = "constant" if padding == "zero" else "replicate"
-    out = F.pad(x, (radius, radius, 0, 0), mode=mode)
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    out = F.pad(out, (0, 0, radius, radius), mode=mode)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    out = x
+    for axis, size in ((3, x.shape[3]), (2, x.shape[2])):
+        # zero padding: taps farther than size-1 from the centre only ever see zeros, so they are dropped (exact)
+        r = min(radius, size - 1) if padding == "zero" else radius
+        k = kernel[radius - r:radius + r + 1]
+        pad = (r, r, 0, 0) if axis == 3 else (0, 0, r, r)
+        view = (1, 1, 1, -1) if axis == 3 else (1, 1, -1, 1)
+        out = F.conv2d(F.pad(out, pad, mode=mode), k.view(*view).expand(channels, *view[1:]), groups=channels)
+    return out
 
 
 def make_baseline(x: torch.Tensor, kind: str = "black", *, sigma: float = 50.0, seed: int = 0,
