@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+import os
 
 import pytest
 import torch
@@ -120,22 +118,28 @@ def test_bad_arguments_are_one_line():
     assert 0.1 <= a.min() and a.max() <= 100 and abs(float(a.log().mean()) - 0.5 * (torch.tensor(1000.).log() - 2 * torch.tensor(10.).log())) < 0.2
 
 
-PEAK = textwrap.dedent("""
-    import resource, sys, torch
-    from xattr.paths import stick_breaking_schedule
-    torch.set_num_threads(1)
-    peaks = []
-    for breaks in (100, 3000):
-        stick_breaking_schedule(48 * 48 * 3, 17, 1.0, generator=torch.Generator().manual_seed(0), n_breaks=breaks)
-        peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    print(peaks[0], peaks[1])
-""")
+def peak_growth_mib(fn) -> float:
+    """Peak resident memory above the current one while ``fn`` runs (Linux: reset VmHWM, read it back)."""
+    def status(key):
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith(key)) / 1024
+
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # resets the peak (VmHWM) to the current RSS
+    rss = status("VmRSS")
+    fn()
+    return status("VmHWM") - rss
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc peak-RSS reset")
 def test_peak_memory_does_not_grow_with_breaks():
-    """Peak RSS (KiB) of one process: 100 breaks, then 3,000 breaks for 48·48·3 features. A naive
-    features × breaks float64 tensor at 3,000 breaks is 166 MiB; the chunked sampler adds < 40 MiB."""
-    out = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": sys.path[0] if sys.path[0] else ".", **__import__("os").environ})
-    small, large = (int(v) for v in out.stdout.split())
-    assert (large - small) / 1024 < 40, (small, large)
+    """48·48·3 features: a naive features × breaks float64 tensor is 5 MiB at 100 breaks and 166 MiB at 3,000;
+    the chunked sampler's peak stays below ~100 MiB at both (measured 2026-12-02 at 64 px: 62, 71, 32 MiB for
+    100, 1000, 4000 breaks). The probe itself sees a 166 MiB allocation."""
+    features = 3 * 48 * 48
+    control = peak_growth_mib(lambda: torch.ones(features, 3000, dtype=torch.float64).add_(1))
+    assert control > 150
+    for breaks in (100, 3000):
+        grown = peak_growth_mib(lambda b=breaks: stick_breaking_schedule(features, 17, 1.0, generator=gen(),
+                                                                           n_breaks=b))
+        assert grown < 110, (breaks, grown)
