@@ -25,6 +25,11 @@ from xattr.utils.hooks import count_hooks
 #: cheap hyper-parameters per method (yaml stem -> overrides), so the whole file stays fast
 FAST_OVERRIDES: dict[str, dict] = {
     "integrated_gradients": {"n_steps": 8},
+    "blur_ig": {"n_steps": 4},
+    "guided_ig": {"n_steps": 4},
+    "expected_gradients": {"n_samples": 4, "reference_bank": 8},
+    "ig2": {"steps": 3, "n_references": 2, "reference_bank": 8},
+    "spi": {"n_paths": 1, "n_steps": 4, "n_breaks": 50},
     "smoothgrad": {"n_samples": 4},
     "deepliftshap": {"n_noise": 1},
     "beyond_intuition": {"steps": 4},

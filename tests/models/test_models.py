@@ -71,7 +71,7 @@ def test_unknown_model_names_choices():
         build_model("alexnet")
 
 
-@pytest.mark.parametrize("name", ["vgg16", "swin_b"])
+@pytest.mark.parametrize("name", ["vgg16", "swin_b", "resnet18", "googlenet"])
 def test_pretrained_offline_is_one_line(name, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr("xattr.models._timm._host_resolves", lambda host: False)

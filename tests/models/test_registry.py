@@ -64,8 +64,8 @@ def test_model_config_targets_the_registry(name):
 
 
 def test_model_names_and_offline_models_come_from_the_registry():
-    assert MODEL_NAMES == list_models() == ("vgg16", "resnet50", "efficientnet_b0", "vit_b16", "deit_b16",
-                                            "swin_b", "tiny_cnn", "tiny_vit")
+    assert MODEL_NAMES == list_models() == ("vgg16", "resnet50", "efficientnet_b0", "resnet18", "googlenet",
+                                            "vit_b16", "deit_b16", "swin_b", "tiny_cnn", "tiny_vit")
     assert OFFLINE_MODELS == list_models(offline=True) == list_models(source="ours") == ("tiny_cnn", "tiny_vit")
     assert {model_entry(name).source for name in MODEL_NAMES} == {"torchvision", "timm", "ours"}
 

@@ -5,6 +5,8 @@ baseline ``x' = 0`` in ``[0,1]`` image space (the zoo model normalises inside, s
 not the dataset mean). ``n_steps=200`` as in the DiffIB paper's setup; Captum's default Gauss–Legendre
 quadrature. Completeness: ``Σ_i A_i ≈ f_t(x) − f_t(x')`` with an error that falls with ``n_steps``.
 Memory stays bounded: at most ``internal_batch_size`` scaled images go through the model at once.
+``diagnostics()`` reports each image's relative completeness error ``|Σ A − (f_t(x) − f_t(x'))| / |f_t(x) − f_t(x')|``
+(from Captum's convergence delta and one extra forward pass of ``x`` and ``x'``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import torch.nn as nn
 
 from xattr.errors import XattrError
 from xattr.methods._captum import captum_session, fresh_input
-from xattr.methods.base import AttributionMethod
+from xattr.methods._path_method import PathMethod
+from xattr.paths.integrate import class_scores
 
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
 
-class IntegratedGradients(AttributionMethod):
+class IntegratedGradients(PathMethod):
     """IG with baseline ``baseline`` (a constant in ``[0,1]``, default 0 = black). Output ``[B,C,H,W]``.
 
     Passes: ``n_steps`` forward-backward passes per image, in chunks of ``internal_batch_size`` images.
@@ -41,7 +44,11 @@ class IntegratedGradients(AttributionMethod):
         self.internal_batch_size = int(internal_batch_size)
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.attribute_with_delta(x, target)[0]
+        maps, _ = self.attribute_with_delta(x, target)
+        with torch.no_grad():
+            f_x = class_scores(self.model, x, target, "logit")
+            f_b = class_scores(self.model, torch.full_like(x, self.baseline), target, "logit")
+        return self._record(maps, f_x, f_b)
 
     def attribute_with_delta(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps and Captum's completeness error ``Σ A − (f_t(x) − f_t(baseline))`` per image."""

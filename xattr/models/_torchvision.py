@@ -1,4 +1,8 @@
-"""ImageNet CNNs from torchvision: vgg16, resnet50, efficientnet_b0 (weights from torchvision's enums)."""
+"""ImageNet CNNs from torchvision: vgg16, resnet50, efficientnet_b0, resnet18, googlenet (weights from torchvision's enums).
+
+GoogLeNet: random init without the auxiliary heads (``aux_logits=False``); with weights torchvision sets
+``transform_input=True``, which maps our ImageNet-normalised input to the normalisation its weights expect.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,11 @@ MODELS = {
     "vgg16": ("VGG16_Weights", "features.17", "features.28"),
     "resnet50": ("ResNet50_Weights", "layer2", "layer4"),
     "efficientnet_b0": ("EfficientNet_B0_Weights", "features.4", "features.8"),
+    "resnet18": ("ResNet18_Weights", "layer2", "layer4"),  # ResNet layers as resnet50
+    "googlenet": ("GoogLeNet_Weights", "inception4a", "inception5b"),  # guess: mid block / last inception block
 }
+#: builder options for random init (weights=None)
+RANDOM_INIT_OPTIONS = {"googlenet": {"aux_logits": False, "init_weights": True}}
 
 
 def _create(name: str, weights_enum: str, pretrained: bool, num_classes: int) -> nn.Module:
@@ -35,7 +43,8 @@ def _create(name: str, weights_enum: str, pretrained: bool, num_classes: int) ->
                 return getattr(tvm, name)(weights=weights)
             except Exception as error:  # no network: one line, not a traceback
                 raise XattrError(weights_unavailable(name, str(cached.parent))) from error
-    return getattr(tvm, name)(weights=weights, num_classes=num_classes)
+    options = {} if pretrained else RANDOM_INIT_OPTIONS.get(name, {})
+    return getattr(tvm, name)(weights=weights, num_classes=num_classes, **options)
 
 
 def _builder(name: str, weights_enum: str, bottleneck: str, gradcam: str):
