@@ -176,6 +176,17 @@ bench-ib: setup  ## IBA joint vs one-at-a-time vs reference-style loop; HSIC/RIS
 ib-segratio: setup  ## IBA vs saliency segmentation (energy) ratio on shapes with the trained tiny_cnn
 	$(PY) scripts/ib_segratio.py --n-images $(IB_IMAGES_$(SCALE)) --n-samples $(IB_STATS_$(SCALE)) --cache-dir .cache
 
+# ---- Info-Decomp backbones: what the trained tiny_t2i learned (docs/infodecomp.md) ----
+# The first xattr run trains tiny_t2i on shapes_captions on first use (cached; 1,000 steps of batch 64).
+T2I_CHECK_IMAGES ?= 100
+T2I_CHECK_DRAWS ?= 100
+T2I_OUT ?= outputs/infodecomp/tiny
+.PHONY: t2i-checks
+t2i-checks: setup  ## tiny_t2i on 100 shapes_captions test images: info_cmi mass inside the word's mask, MMSE gap, caption retrieval
+	$(XATTR) run model=tiny_t2i dataset=shapes_captions method=info_cmi method.n_draws=$(T2I_CHECK_DRAWS) \
+		'metric=[mask_mass,miou]' dataset.n_samples=$(T2I_CHECK_IMAGES) resume=true hydra.run.dir=$(T2I_OUT)/info_cmi_nouns
+	$(PY) scripts/t2i_checks.py --images $(T2I_CHECK_IMAGES) --draws $(T2I_CHECK_DRAWS) --out $(T2I_OUT)/checks
+
 # ---- run ----
 .PHONY: smoke example
 smoke: setup  ## quick CPU check of the whole pipeline: debug preset (tiny_cnn, 4 samples)
