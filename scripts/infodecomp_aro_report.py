@@ -47,7 +47,7 @@ def _cell(values: np.ndarray) -> str:
     return f"{100 * values.mean():.1f} ± {100 * _se(values):.1f}"
 
 
-def read_run(run: Path) -> dict | None:
+def read_run(run: Path, by: list[str] = ()) -> dict | None:
     folder = RunFolder(run)
     config = folder.config()
     per_sample = folder.per_sample()
@@ -62,7 +62,8 @@ def read_run(run: Path) -> dict | None:
         given = [int(c) for c in str(counts).strip("[]").split(",") if c.strip()]
         counts = sorted({min(c, int(n_draws)) for c in given} | {int(n_draws)})
     return {"run": run, "config": config, "per_sample": per_sample, "curves": curves, "kinds": kinds,
-            "counts": counts, "dataset": str(config_value(config, "names.dataset")),
+            "counts": counts, "dataset": str(config_value(config, "names.dataset")) + "".join(
+                f"[{key}={config_value(config, key)}]" for key in by),
             "model": str(config_value(config, "names.model"))}
 
 
@@ -120,7 +121,7 @@ def table2(runs: list[dict], min_cases: int) -> pd.DataFrame:
 
     rows = []
     for r in runs:
-        key = {"aro_vg_relation": "relation", "aro_vg_attribution": "attribute"}.get(r["dataset"])
+        key = {"aro_vg_relation": "relation", "aro_vg_attribution": "attribute"}.get(r["dataset"].split("[")[0])
         if key is None:
             continue
         dataset = instantiate(r["config"].dataset, n_samples=None, shard=0, num_shards=1)
@@ -152,12 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--out", default=None)
     parser.add_argument("--paper", default=str(ROOT / "xattr" / "paper" / "infodecomp.csv"))
+    parser.add_argument("--by", action="append", default=[], metavar="KEY",
+                        help="config key that tells runs of one dataset apart (a sweep: metric.aro.n_draws, "
+                             "metric.aro.estimator, metric.aro.loc, ...); repeatable")
     parser.add_argument("--min-cases", type=int, default=25, help="Table 2: ARO's minimum items per relation/attribute")
     options = parser.parse_args(argv)
     found, skipped = scan_runs(options.paths)
     for run in skipped:
         print(f"skipped incomplete run {run}", file=sys.stderr)
-    runs = [r for r in (read_run(run) for run in found) if r is not None]
+    runs = [r for r in (read_run(run, options.by) for run in found) if r is not None]
     if not runs:
         print(f"no complete relation-test run under {', '.join(options.paths)}; run `make infodecomp-aro` first",
               file=sys.stderr)

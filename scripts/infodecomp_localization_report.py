@@ -37,17 +37,19 @@ PAPER_LABELS = {"whole_image": "Whole Image Mask", "daam": "Attention", "info_cm
                 "attention_information": "Attention+Information", "info_mi": "Mutual Info. (not in the paper)"}
 
 
-def run_curves(run: Path) -> tuple[dict, pd.Series] | None:
-    """``(keys, per-image IoU curves indexed by id)`` of one run; ``None`` when it has no ``miou`` curve."""
+def run_curves(run: Path, by: list[str] = ()) -> tuple[dict, pd.Series] | None:
+    """``(keys, per-image IoU curves indexed by id)`` of one run; ``None`` when it has no ``miou`` curve. ``by``:
+    config keys appended to the method label (a sweep over ``method.loc``, ``method.estimator``, ...)."""
     folder = RunFolder(run)
     config = folder.config()
-    method = str(config_value(config, "names.method") or "method")
+    label = str(config_value(config, "names.method") or "method")
+    method = label + "".join(f"[{key}={config_value(config, key)}]" for key in by)
     draws = config_value(config, "method.n_draws") or config_value(config, "method.steps")
     keys = {"method": method, "draws": int(draws) if draws is not None else None,
             "words": str(config_value(config, "dataset.words") or "—"),
             "split": str(config_value(config, "dataset.split") or "test"),
             "model": str(config_value(config, "names.model") or "model"), "run": str(run)}
-    if method == "whole_image":
+    if label == "whole_image":
         per_sample = folder.per_sample()
         area = per_sample[per_sample["metric"] == "mask_mass.area"].set_index("id")["value"].astype(float)
         if area.empty:
@@ -100,11 +102,11 @@ def _se(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
-def localization_table(paths: list[str]) -> pd.DataFrame:
+def localization_table(paths: list[str], by: list[str] = ()) -> pd.DataFrame:
     runs, skipped = scan_runs(paths)
     for run in skipped:
         print(f"skipped incomplete run {run}", file=sys.stderr)
-    found = [r for r in (run_curves(run) for run in runs) if r is not None]
+    found = [r for r in (run_curves(run, by) for run in runs) if r is not None]
     groups: dict[tuple, dict[str, list[pd.Series]]] = {}
     for keys, curves in found:
         group = (keys["model"], keys["words"], keys["method"], keys["draws"])
@@ -114,6 +116,7 @@ def localization_table(paths: list[str]) -> pd.DataFrame:
         test = pd.concat(splits.get("test", []) or [s for k, v in splits.items() if k != "val" for s in v])
         if test.empty:
             continue
+        test = test[~test.index.duplicated()]  # re-runs of one configuration: each image once
         val = pd.concat(splits["val"]) if splits.get("val") else None
         rows.append({"model": model, "words": words, "method": method, "draws": draws, **evaluate(test, val)})
     return pd.DataFrame(rows)
@@ -158,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--out", default=None, help="folder for localization.csv / localization.md (default: first path)")
     parser.add_argument("--paper", default=str(ROOT / "xattr" / "paper" / "infodecomp.csv"))
+    parser.add_argument("--by", action="append", default=[], metavar="KEY",
+                        help="config key appended to the method label (a sweep: method.loc, method.estimator, ...)")
     options = parser.parse_args(argv)
-    table = localization_table(options.paths)
+    table = localization_table(options.paths, options.by)
     if table.empty:
         print(f"no complete run with miou curves under {', '.join(options.paths)}; run `make "
               "infodecomp-localization` first", file=sys.stderr)
