@@ -245,3 +245,39 @@ coiba-similarity: setup  ## single-layer IBA maps across layers: SSIM + linear C
 	$(PY) scripts/layer_similarity.py --scale $(SCALE) --out $(COIBA_OUT)/similarity
 
 coiba-all: coiba-table1 coiba-table2 coiba-difficulty coiba-ablation coiba-similarity  ## every CoIBA target
+
+# ---- infodecomp: relation testing (Tables 1-2) and word localisation (Table 3) ----
+# Kong et al., ICLR 2024 (docs/infodecomp.md). SCALE=tiny: tiny_t2i (trained on first use) + shapes_captions on CPU;
+# SCALE=paper: Stable Diffusion 2.1 base on ARO / COCO-IT on a GPU (offline: one line naming the missing weights
+# or files). Sizes: INFODECOMP_ARO_IMAGES, INFODECOMP_LOC_SAMPLES, INFODECOMP_DRAWS (the paper's 50,100,200).
+INFODECOMP_OUT ?= outputs/infodecomp/$(SCALE)
+INFODECOMP_ARO_IMAGES ?= 200
+INFODECOMP_ARO_DRAWS ?= 100
+INFODECOMP_LOC_SAMPLES ?= 100
+INFODECOMP_DRAWS ?= 50,100,200
+INFODECOMP_WORDS ?= nouns,adjectives
+INFODECOMP_ARO_DATASETS_paper := aro_vg_relation,aro_vg_attribution,aro_coco_order,aro_flickr_order
+INFODECOMP_SIZE_tiny = dataset.n_samples=$(1)
+INFODECOMP_SIZE_paper =
+.PHONY: infodecomp-aro infodecomp-localization infodecomp-contrastive
+
+infodecomp-contrastive: setup  ## the tiny contrastive dual encoder (cached; a minute or two) for infodecomp-aro SCALE=tiny
+	$(XATTR) train task=contrastive dataset=shapes_captions
+
+infodecomp-aro: setup $(if $(filter tiny,$(SCALE)),infodecomp-contrastive)  ## Info-Decomp Tables 1-2: relation tests, Info vs DiffITM vs contrastive (SCALE=tiny|paper)
+	$(XATTR) run -m experiment=infodecomp_aro_$(SCALE) 'metric=[aro,aro_contrastive]' metric.aro.n_draws=$(INFODECOMP_ARO_DRAWS) \
+		$(if $(filter paper,$(SCALE)),dataset=$(INFODECOMP_ARO_DATASETS_paper),) \
+		$(call INFODECOMP_SIZE_$(SCALE),$(INFODECOMP_ARO_IMAGES)) resume=true hydra.sweep.dir=$(INFODECOMP_OUT)/aro
+	$(PY) scripts/infodecomp_aro_report.py $(INFODECOMP_OUT)/aro --out $(INFODECOMP_OUT)/aro
+
+# one run folder per (method, draws, word type, split); tiny: the val split chooses the fair protocol's threshold
+INFODECOMP_LOC_AXES_tiny = dataset.words=$(INFODECOMP_WORDS) dataset.split=val,test
+INFODECOMP_LOC_AXES_paper =
+INFODECOMP_LOC = $(XATTR) run -m experiment=infodecomp_localization_$(SCALE) 'metric=[miou,mask_mass]' \
+	$(INFODECOMP_LOC_AXES_$(SCALE)) $(call INFODECOMP_SIZE_$(SCALE),$(INFODECOMP_LOC_SAMPLES)) resume=true
+infodecomp-localization: setup  ## Info-Decomp Table 3: word localisation mIoU, oracle and fair thresholds (SCALE=tiny|paper)
+	$(INFODECOMP_LOC) method=info_cmi,info_mi,attention_information method.n_draws=$(INFODECOMP_DRAWS) \
+		hydra.sweep.dir=$(INFODECOMP_OUT)/localization/information
+	$(INFODECOMP_LOC) method=daam method.steps=$(INFODECOMP_DRAWS) hydra.sweep.dir=$(INFODECOMP_OUT)/localization/daam
+	$(INFODECOMP_LOC) method=whole_image hydra.sweep.dir=$(INFODECOMP_OUT)/localization/whole_image
+	$(PY) scripts/infodecomp_localization_report.py $(INFODECOMP_OUT)/localization --out $(INFODECOMP_OUT)/localization

@@ -6,7 +6,7 @@ score → finish::
     prediction = kind.predict(model, batch, x)     # classifier: clean forward → pred, confidence; target
     maps = kind.attribute(method, x, prediction)   # classifier: method.attribute(x, target) [B,C,H,W] or [B,1,H,W]
     diagnostics = method.diagnostics()             # optional {name: [B]} → rows "<method>/<name>"
-    scores = metric(model, x, maps, target, label=, mask=, boxes=, method_factory=, memo=)  # per metric
+    scores = metric(model, x, maps, target, label=, mask=, boxes=, candidates=, method_factory=, memo=)  # per metric
 
 ``kind`` (:mod:`xattr.tasks._kinds`) is the seam for other kinds of model: what ``predict`` returns, how
 the method is called, which per-sample entries go into the chunk and ``per_sample.csv``. Today every model
@@ -210,6 +210,8 @@ def _score(job: _Job, batch: dict, x: torch.Tensor, maps: torch.Tensor, predicti
         ground_truth["mask"] = batch["mask"].to(job.device)
     if "boxes" in batch:
         ground_truth["boxes"] = batch["boxes"]
+    if "candidates" in batch:  # relation tests (ARO, shapes_captions): each sample's captions, the true one first
+        ground_truth["candidates"] = batch["candidates"]
     values: dict[str, np.ndarray] = {}
     curves: dict[str, np.ndarray] = {}
     for name, metric in job.metrics.items():
