@@ -293,7 +293,7 @@ def intervention_figure(images: np.ndarray, omitted: np.ndarray, change: np.ndar
             if row == 0:
                 axis.set_title(names[col], fontsize=8)
             if col == 0:
-                axis.set_ylabel(titles[row], fontsize=6, wrap=True)
+                axis.set_xlabel(titles[row][:48], fontsize=6)
     figure.tight_layout()
     return figure
 
@@ -348,7 +348,7 @@ def run_intervention(model, cmi, dataset, out_dir, *, settings: InterventionSett
                 decoded = model.decode_latent(torch.stack([batch["z0"][i], batch["omitted"][i]]))
                 figure_rows.append((decoded[0].permute(1, 2, 0).numpy(), decoded[1].permute(1, 2, 0).numpy(),
                                     batch["change"][i].numpy(), batch["cmi_map"][i].numpy(),
-                                    batch["attention"][i].numpy(), f"{words[i]}: {captions[i]}"[:60]))
+                                    batch["attention"][i].numpy(), f"{words[i]}: {captions[i]}"))
     per_image = pd.DataFrame(rows)
     atomic_save_dataframe(out / "per_image.csv", per_image)
     atomic_save_npz(out / "maps.npz", {**{k: np.concatenate(v) for k, v in stored.items()},
