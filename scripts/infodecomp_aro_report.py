@@ -142,7 +142,7 @@ def paper_table(paper_csv: Path) -> pd.DataFrame:
     if not paper_csv.is_file():
         return pd.DataFrame()
     paper = pd.read_csv(paper_csv)
-    paper = paper[paper["table"] == "infodecomp_table1"]
+    paper = paper[paper["table"] == "table1"]
     wide = paper.assign(value=(100 * paper["mean"]).round(1)).pivot_table(index="method", columns="metric",
                                                                            values="value", aggfunc="first")
     return wide.rename(columns=PAPER_COLUMNS).reset_index()

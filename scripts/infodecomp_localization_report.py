@@ -124,7 +124,7 @@ def localization_table(paths: list[str], by: list[str] = ()) -> pd.DataFrame:
 
 def paper_rows(paper_csv: Path) -> pd.DataFrame:
     paper = pd.read_csv(paper_csv)
-    return paper[paper["table"] == "infodecomp_table3"]
+    return paper[paper["table"] == "table3"]
 
 
 def render(table: pd.DataFrame, paper: pd.DataFrame) -> str:

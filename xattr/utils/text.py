@@ -50,4 +50,16 @@ def remove_word(caption: str, word: str, ignore_case: bool = True) -> str:
     return re.sub(r"\s+", " ", removed).strip()
 
 
-__all__ = ["contains_word", "find_word", "remove_word"]
+def replace_word(caption: str, word: str, new: str, ignore_case: bool = True) -> str:
+    """``caption`` with every whole-word occurrence of ``word`` (a word or phrase) replaced by ``new``.
+
+    ``replace_word("a dog on a bed", "dog", "cat") == "a cat on a bed"``; ``replace_word("hotdogs", "dog",
+    "cat")`` raises (no whole word): one line, as :func:`remove_word`.
+    """
+    pattern = _pattern(word, ignore_case)
+    if pattern.search(caption) is None:
+        raise XattrError(f"word {word!r} does not occur as a whole word in caption {caption!r}")
+    return pattern.sub(lambda _: new, caption)
+
+
+__all__ = ["contains_word", "find_word", "remove_word", "replace_word"]
