@@ -292,11 +292,12 @@ class DiffIG(PathMethod):
         alphas, u = alphas.to(device), u.to(device)
         counts = {"guidance": 0, "denoiser": 0}
         guide = self._guide_context(x, baseline, target) if any(self.weight(e) for e in ENERGIES) else None
+        a_bars = scheduler.alphas_cumprod.tolist()  # one host read, not one per step
         with eval_mode(net):
             for i, t in enumerate(scheduler.timesteps.tolist()):
                 eps = net(u, torch.full((u.shape[0],), t, device=device), alphas)
                 if guide is not None:
-                    a_bar = float(scheduler.alphas_cumprod[t])
+                    a_bar = a_bars[t]
                     clean = (u - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)
                     clean = self._guided(clean, i, guide, counts)
                     eps = (u - math.sqrt(a_bar) * clean) / math.sqrt(1 - a_bar)
