@@ -59,6 +59,21 @@ def paired(values: torch.Tensor, base: torch.Tensor) -> str:
     return f"{float(d.mean()):+.4f} ± {float(sem):.4f}"
 
 
+def prior_check(model, path_net, x, target) -> None:
+    """How well the path model learnt the prior: mean ``S_k`` of unguided samples vs stick-breaking draws (``t_k``)."""
+    from xattr.training.path_diffusion import draw_bank
+
+    method = DiffIG(model, n_paths=8, energies={})
+    method.path_net = path_net
+    samples = method.sample(x[:4], torch.zeros_like(x[:4]), target[:4])[0].flatten(0, 1)
+    draws, _ = draw_bank(32, path_net.grid, path_net.n_steps, path_net.channels, path_net.alpha_range, seed=1,
+                         progress=False)
+    every = max(1, path_net.n_steps // 4)
+    print("prior check, mean S_k at k =", list(range(0, path_net.n_steps + 1, every)))
+    print("  path model samples:", [round(v, 3) for v in samples.mean((0, 2, 3, 4))[::every].tolist()])
+    print("  stick-breaking    :", [round(v, 3) for v in draws.mean((0, 2, 3, 4))[::every].tolist()], flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-images", type=int, default=16)
@@ -80,6 +95,7 @@ def main() -> None:
     mask = torch.stack([test[i]["mask"] for i in range(len(test))]).float().unsqueeze(1)
     with torch.no_grad():
         target = model(x).argmax(1)
+    prior_check(model, path_net, x, target)
     insertion, diffid = Insertion(step=0.05), DiffID()
     rows, scores = [], {}
     for name, energies in SETTINGS.items():

@@ -47,8 +47,8 @@ def box(size: int = 4) -> torch.Tensor:
 def contrast(s: torch.Tensor, mask: torch.Tensor) -> float:
     """mean S inside the mask − outside, ``s`` ``[B, N, K+1, C', h, w]``, mask ``[B,1,h,w]``."""
     m = mask[:, None, None]
-    return float(((s * m).sum() / (m.sum() * s.shape[1] * s.shape[2]) -
-                  (s * (1 - m)).sum() / ((1 - m).sum() * s.shape[1] * s.shape[2])))
+    return float((s * m).sum() / (m.sum() * s.shape[1] * s.shape[2]) -
+                  (s * (1 - m)).sum() / ((1 - m).sum() * s.shape[1] * s.shape[2]))
 
 
 def tv(s: torch.Tensor) -> float:
@@ -172,3 +172,36 @@ def test_region_masks_from_box_and_file_and_errors(data, tmp_path):
         assert "\n" not in str(info.value)
     with pytest.raises(XattrError, match="path model"):
         DiffIG(Linear()).attribute(x, target)
+
+
+class PointMass(nn.Module):
+    """The exact ε-predictor of data concentrated on one schedule ``u*``: ``ε̂ = (u_t − √ᾱ_t u*) / √(1−ᾱ_t)``."""
+
+    def __init__(self, target: torch.Tensor):
+        super().__init__()
+        from xattr.training.path_diffusion import ddpm_scheduler
+
+        self.n_steps, self.grid, self.channels, self.alpha_range = 4, 4, 1, [0.1, 100.0]
+        self.num_train_timesteps, self.beta_schedule = 1000, "squaredcos_cap_v2"
+        self.target = target
+        self.a_bar = ddpm_scheduler(self).alphas_cumprod
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, u, t, alpha):
+        a = self.a_bar[t].view(-1, 1, 1, 1).to(u)
+        return (u - a.sqrt() * self.target) / (1 - a).sqrt()
+
+
+def test_the_sampler_returns_the_data_of_an_exact_denoiser(data):
+    """DDIM with the exact ε of a point mass lands on it (catches a wrong x̂0/ε conversion or timestep use)."""
+    from xattr.nets.path_unet import sample_to_schedule
+
+    x, target = data
+    star = torch.linspace(-0.8, 0.8, 3).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    m = method()
+    m.path_net = PointMass(star)
+    s = m.sample(x, torch.zeros_like(x), target)[0]
+    torch.testing.assert_close(s, sample_to_schedule(star, 4).expand_as(s[0, 0][None]).expand_as(s),
+                               rtol=0, atol=1e-3)
+    m.energies["smoothness"]["weight"] = 1e-9  # the guided branch, with a negligible step: the same point
+    torch.testing.assert_close(m.sample(x, torch.zeros_like(x), target)[0], s, rtol=0, atol=1e-3)

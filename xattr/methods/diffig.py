@@ -5,7 +5,8 @@ stick-breaking paths, guided sampling with user guidance) is our design (docs/pa
 Per image, ``n_paths`` paths:
 
 1. ``α`` log-uniform in the path model's ``alpha_range`` and a start noise, both seeded by the image content;
-2. DDIM (diffusers ``DDIMScheduler``, ``η = 0``, ``sampling_steps`` steps) with the path model
+2. DDIM (diffusers ``DDIMScheduler``, ``η = 0``, ``sampling_steps`` steps, the clean estimate clipped to the data
+   range ``[−1, 1]`` — without it the first steps of the cosine schedule, ``ᾱ_T ≈ 0``, blow ε̂'s error up) with the path model
    (:class:`xattr.nets.path_unet.PathUNet`, trained by ``xattr train task=path_diffusion``) gives a schedule
    ``S [K+1, C', h, w]`` through the monotone map :func:`~xattr.nets.path_unet.sample_to_schedule`;
 3. **guidance** (reconstruction guidance on the predicted clean schedule): at every DDIM step the clean estimate
@@ -285,7 +286,7 @@ class DiffIG(PathMethod):
 
         net = self.path_net
         scheduler = DDIMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
-                                  prediction_type="epsilon", clip_sample=False, set_alpha_to_one=True)
+                                  prediction_type="epsilon", clip_sample=True, set_alpha_to_one=True)
         scheduler.set_timesteps(self.sampling_steps)
         alphas, u = self.start(x)
         device = next(net.parameters()).device
@@ -298,7 +299,7 @@ class DiffIG(PathMethod):
                 eps = net(u, torch.full((u.shape[0],), t, device=device), alphas)
                 if guide is not None:
                     a_bar = a_bars[t]
-                    clean = (u - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)
+                    clean = ((u - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)).clamp(-1, 1)
                     clean = self._guided(clean, i, guide, counts)
                     eps = (u - math.sqrt(a_bar) * clean) / math.sqrt(1 - a_bar)
                 u = scheduler.step(eps, t, u, eta=0.0).prev_sample

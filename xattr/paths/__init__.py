@@ -19,7 +19,14 @@ from xattr.paths.stick_breaking import (
     stick_breaking_path_schedule,
     stick_breaking_schedule,
 )
-from xattr.paths.waypoints import GeneratorPath, Path, SchedulePath, StraightPath, check_schedule, refine_schedule
+from xattr.paths.waypoints import (
+    GeneratorPath,
+    Path,
+    SchedulePath,
+    StraightPath,
+    check_schedule,
+    refine_schedule,
+)
 
 __all__ = ["Path", "StraightPath", "SchedulePath", "GeneratorPath", "check_schedule", "refine_schedule", "PathResult",
            "path_attribution", "integrate_nodes", "waypoint_nodes", "score_and_gradient", "class_score",
