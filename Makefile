@@ -294,3 +294,29 @@ INTERVENTION_ARGS ?=
 infodecomp-intervention: setup  ## Info-Decomp Table 4 / Fig. 3: prompt intervention vs CMI and attention (SCALE=tiny|paper)
 	$(PY) scripts/infodecomp_intervention.py --scale $(SCALE) --out $(INTERVENTION_OUT) $(INTERVENTION_ARGS)
 	$(XATTR) report $(INTERVENTION_OUT) --paper infodecomp --paper-table table4 --out $(INTERVENTION_OUT)
+
+# ---- diffig ----
+# DiffIG and the path-attribution family (issue 15): every path method, one run each, scored with DiffID,
+# insertion, deletion (and seg ratio at SCALE=tiny: shapes' exact masks); the report adds paired differences
+# DiffIG − method on the same images and each method's completeness error (written per image by the run task).
+# SCALE=tiny: tiny_cnn on 100 shapes test images, CPU (the path model trains on first use, a few minutes);
+# SCALE=paper: 500 ImageNet val images, VGG16 / ResNet18 / GoogLeNet / ViT-B/16 (needs weights + data).
+DIFFIG_METHODS ?= integrated_gradients blur_ig guided_ig expected_gradients ig2 spi diffig
+DIFFIG_OUT ?= outputs/diffig/$(SCALE)
+DIFFIG_METRICS_tiny := diffid,insertion,deletion,seg_ratio
+DIFFIG_METRICS_paper := diffid,insertion,deletion
+DIFFIG_MODELS_tiny := tiny_cnn
+DIFFIG_MODELS_paper := vgg16,resnet18,googlenet,vit_b16
+DIFFIG_AVAILABLE = $(subst $(diffib_space),$(diffib_comma),$(strip $(foreach m,$(DIFFIG_METHODS),$(if $(wildcard conf/method/$(m).yaml),$(m)))))
+
+.PHONY: diffig-table diffig-controllability path-model
+path-model: setup  ## DiffIG's path diffusion model (cached; DiffIG also trains it on first use)
+	$(XATTR) train task=path_diffusion
+
+diffig-table: setup  ## DiffIG vs every path method: DiffID, insertion, deletion (+ seg ratio), completeness; SCALE=tiny|paper
+	$(XATTR) run -m experiment=diffig_$(SCALE) model=$(DIFFIG_MODELS_$(SCALE)) method=$(DIFFIG_AVAILABLE) \
+		'metric=[$(DIFFIG_METRICS_$(SCALE))]' resume=true hydra.sweep.dir=$(DIFFIG_OUT)/table
+	$(XATTR) report $(DIFFIG_OUT)/table --out $(DIFFIG_OUT)/table --paired diffig
+
+diffig-controllability: setup  ## DiffIG region / smoothness / faithfulness guidance measured (tiny_cnn, shapes, < 5 min)
+	$(PY) scripts/diffig_controllability.py --out $(DIFFIG_OUT)/controllability

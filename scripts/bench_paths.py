@@ -3,6 +3,9 @@
 - seconds per image of each path method and the ratio to its bound = gradient calls × one forward-backward
   (tiny_cnn, random init, 64 px; the bound's forward-backward is timed on the same batch size per pass);
 - ours vs PAIR ``saliency`` 0.2.1 Blur IG and Guided IG on identical float64 inputs (time ratio, max |Δ| of maps);
+- DiffIG (random-init default-size path model: its cost does not depend on the weights): seconds per image of the
+  path sampling (DDIM, unguided and faithfulness-guided) vs the path integral's gradient calls, and the whole
+  call against its bound (classifier passes, guidance included, × one forward-backward);
 - the stick-breaking sampler's peak RSS above the resting RSS (Linux VmHWM reset) against the number of breaks.
 
     python scripts/bench_paths.py [--quick]
@@ -49,6 +52,27 @@ def one_pass(model, batch):
     model(x).softmax(1)[:, 0].sum().backward()
 
 
+def diffig_rows(model, x, target, steps, chunk, per_pass, images) -> None:
+    """DiffIG: sampling vs gradient cost (see the module docstring)."""
+    from xattr.methods.diffig import DiffIG
+    from xattr.nets.path_unet import PathUNet
+
+    net = PathUNet()  # conf/task/path_diffusion.yaml's size: K 16, 16x16 grid, width 32, depth 2
+    print("diffig (2 paths, 20 DDIM steps)   sampling s/image   integral s/image   sampling/integral   "
+          "total/bound")
+    baseline = torch.zeros_like(x)
+    for label, energies in (("unguided", {}), ("faithfulness", {"faithfulness": {"weight": 0.1}})):
+        method = DiffIG(model, n_paths=2, n_steps=steps, sampling_steps=20, energies=energies, chunk=chunk)
+        method.path_net = net
+        sampling, _ = timed(lambda m=method: m.sample(x, baseline, target))
+        total, _ = timed(lambda m=method: m.attribute(x, target))
+        passes = float(method.diagnostics()["classifier_passes"][0])
+        integral = total - sampling
+        bound = passes * images / chunk * per_pass / images
+        print(f"  {label:31s} {sampling / images:16.3f}   {integral / images:16.3f}   {sampling / integral:17.2f}   "
+              f"{total / images / bound:11.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -89,6 +113,8 @@ def main() -> None:
         bound_pass = per_pass if batch == chunk else timed(lambda b=batch: one_pass(model, b), repeat=3)[0]
         bound = passes * bound_pass / images
         print(f"{name:20s} {seconds / images:8.3f}   {bound:12.3f}   {seconds / images / bound:5.2f}")
+
+    diffig_rows(model, x, target, steps, chunk, per_pass, images)
 
     try:
         import saliency.core as sc

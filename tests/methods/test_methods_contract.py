@@ -30,6 +30,11 @@ FAST_OVERRIDES: dict[str, dict] = {
     "expected_gradients": {"n_samples": 4, "reference_bank": 8},
     "ig2": {"steps": 3, "n_references": 2, "reference_bank": 8},
     "spi": {"n_paths": 1, "n_steps": 4, "n_breaks": 50},
+    # a 2-step path model (trained in prepare) on a 4x4 grid with K = 4; faithfulness guidance on, so the
+    # classifier also runs inside the sampler
+    "diffig": {"n_paths": 2, "n_steps": 4, "sampling_steps": 2, "energies": {"faithfulness": {"weight": 0.1}},
+               "path_model": {"steps": 2, "batch_size": 2, "train_size": 4, "grid": 4, "n_steps": 4, "n_breaks": 20,
+                              "width": 8}},
     "smoothgrad": {"n_samples": 4},
     "deepliftshap": {"n_noise": 1},
     "beyond_intuition": {"steps": 4},
@@ -205,6 +210,7 @@ ITERATION_KEYS = {
     "coiba": ("steps", 2, 4),
     "input_iba": ("input_steps", 2, 4),
     "diffib": ("steps", 2, 4),
+    "diffig": ("sampling_steps", 2, 4),
     "hsic": ("n_masks", 32, 64),
     "rise": ("n_masks", 32, 64),
 }

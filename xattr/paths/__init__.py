@@ -19,9 +19,16 @@ from xattr.paths.stick_breaking import (
     stick_breaking_path_schedule,
     stick_breaking_schedule,
 )
-from xattr.paths.waypoints import GeneratorPath, Path, SchedulePath, StraightPath, check_schedule
+from xattr.paths.waypoints import (
+    GeneratorPath,
+    Path,
+    SchedulePath,
+    StraightPath,
+    check_schedule,
+    refine_schedule,
+)
 
-__all__ = ["Path", "StraightPath", "SchedulePath", "GeneratorPath", "check_schedule", "PathResult",
+__all__ = ["Path", "StraightPath", "SchedulePath", "GeneratorPath", "check_schedule", "refine_schedule", "PathResult",
            "path_attribution", "integrate_nodes", "waypoint_nodes", "score_and_gradient", "class_score",
            "completeness_error", "gaussian_blur", "make_baseline", "StickBreakingDraw", "stick_breaking_schedule",
            "stick_breaking_path_schedule", "sample_alpha"]

@@ -133,6 +133,22 @@ class GeneratorPath(Path):
         return self.make_block(lo, hi)
 
 
+def refine_schedule(schedule: torch.Tensor, n_steps: int, dim: int = 1) -> torch.Tensor:
+    """A schedule with ``K`` steps along ``dim`` resampled to ``n_steps``: linear interpolation at the fractional
+    indices ``j·K/n_steps``, ``j = 0 … n_steps``. Keeps monotonicity and ``[0,1]``; endpoints set exactly (0, 1).
+    ``[…, K+1, …]`` -> ``[…, n_steps+1, …]`` (DiffIG's K-step schedules integrated with more steps)."""
+    if int(n_steps) < 1:
+        raise XattrError(f"n_steps={n_steps} must be >= 1 (the number of path segments)")
+    s = schedule.movedim(dim, 0)
+    k = s.shape[0] - 1
+    where = torch.linspace(0, k, int(n_steps) + 1, dtype=torch.float64, device=s.device)
+    lo = where.floor().long().clamp_(0, max(k - 1, 0))
+    frac = (where - lo).to(s.dtype).view(-1, *([1] * (s.dim() - 1)))
+    out = s[lo] + frac * (s[(lo + 1).clamp_(max=k)] - s[lo])
+    out[0], out[-1] = 0.0, 1.0
+    return out.movedim(0, dim)
+
+
 def check_schedule(schedule: torch.Tensor, dim: int = 0, tol: float = 1e-6) -> None:
     """One-line error unless ``schedule`` is in ``[0,1]``, non-decreasing along ``dim``, 0 first and 1 last."""
     s = schedule.detach()

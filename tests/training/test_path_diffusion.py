@@ -1,0 +1,92 @@
+"""DiffIG's path diffusion model: the monotone map between schedules and the diffused space, the DDPM trainer
+(checkpoint, loss curve, resume, cache) on tiny grids (a few steps each)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xattr.nets.path_unet import PathUNet, sample_to_schedule, schedule_to_sample
+from xattr.paths import check_schedule
+from xattr.training.path_diffusion import (
+    PathDiffusionTrainer,
+    draw_bank,
+    draw_schedule,
+    load_or_train_path_model,
+)
+from xattr.utils import cache
+
+TINY = {"steps": 3, "batch_size": 2, "train_size": 4, "grid": 4, "n_steps": 4, "n_breaks": 20, "width": 8,
+        "save_every": 1}
+
+
+def test_any_sample_maps_to_a_monotone_schedule_with_exact_endpoints():
+    u = 3 * torch.randn(5, 7 * 2, 4, 4)
+    s = sample_to_schedule(u, 8)
+    assert s.shape == (5, 9, 2, 4, 4)
+    check_schedule(s, dim=1, tol=0)
+    assert (s[:, 1:-1] == 0).any() and (s[:, 1:-1] == 1).any()  # clipping gives exact zero increments
+
+
+@pytest.mark.parametrize("alpha", [0.01, 1.0, 100.0])
+def test_stick_breaking_draws_are_fixed_points_of_the_map(alpha):
+    """Training targets (flat runs included: small alpha jumps once) come back unchanged."""
+    s = draw_schedule(4, 8, 1, alpha, seed=3, n_breaks=50)[None]
+    back = sample_to_schedule(schedule_to_sample(s), 8)
+    torch.testing.assert_close(back, s, rtol=0, atol=1e-6)
+    if alpha == 0.01:
+        assert (s.diff(dim=1) == 0).float().mean() > 0.5  # exact zero increments are in the data
+
+
+def test_alpha_conditioning_changes_the_prediction():
+    net = PathUNet(n_steps=4, grid=4, width=8)
+    u, t = torch.randn(2, 3, 4, 4), torch.tensor([500, 500])
+    with torch.no_grad():
+        a, b = net(u, t, torch.tensor([0.1, 0.1])), net(u, t, torch.tensor([100.0, 100.0]))
+    assert not torch.allclose(a, b)
+
+
+def test_bank_is_reproducible_and_alpha_in_range():
+    s1, a1 = draw_bank(3, 4, 4, 1, (0.5, 2.0), seed=1, n_breaks=20, progress=False)
+    s2, a2 = draw_bank(3, 4, 4, 1, (0.5, 2.0), seed=1, n_breaks=20, progress=False)
+    assert torch.equal(s1, s2) and torch.equal(a1, a2) and ((a1 >= 0.5) & (a1 <= 2.0)).all()
+    check_schedule(s1, dim=1)
+
+
+def test_fit_writes_checkpoint_and_loss_curve_and_the_cache_loads_it(tmp_path, monkeypatch):
+    net = load_or_train_path_model(tmp_path, progress=False, **TINY)
+    path = PathDiffusionTrainer.from_conf(**TINY).filled().checkpoint(tmp_path)
+    assert path.exists() and path.with_suffix(".loss.png").exists() and not path.with_suffix(".partial.pt").exists()
+    state = cache.read(path, "path_diffusion")
+    assert state["config"] == net.config() and state["meta"]["steps"] == 3
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cache entry")
+
+    monkeypatch.setattr(PathDiffusionTrainer, "fit", no_training)
+    again = load_or_train_path_model(tmp_path, progress=False, **TINY)
+    for p, q in zip(net.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    trainer = PathDiffusionTrainer.from_conf(**TINY)
+    straight = trainer.fit(checkpoint=tmp_path / "a.pt", progress=False)
+
+    calls = {"n": 0}
+    original = PathDiffusionTrainer.draws
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(PathDiffusionTrainer, "draws", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(checkpoint=tmp_path / "b.pt", progress=False)
+    assert (tmp_path / "b.partial.pt").exists()
+    monkeypatch.setattr(PathDiffusionTrainer, "draws", original)
+    resumed = trainer.fit(checkpoint=tmp_path / "b.pt", progress=False)
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(p, q)

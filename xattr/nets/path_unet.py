@@ -1,0 +1,105 @@
+"""DiffIG's path diffusion model: a diffusers ``UNet2DModel`` over path schedules, conditioned on ``log α``.
+
+**The space it diffuses in.** A path schedule is ``S ∈ [0,1]^{(K+1)×C'×h×w}``, non-decreasing in ``k`` with
+``S_0 = 0`` and ``S_K = 1`` (``xattr.paths.SchedulePath``). The endpoints carry nothing, so the network sees the
+``K−1`` interior values ``S_1 … S_{K−1}`` of each of the ``C'`` channels as ``(K−1)·C'`` image channels on the
+``h×w`` grid, scaled to ``[−1, 1]`` (``u = 2S − 1``, the DDPM convention). A sample ``u`` maps back by
+:func:`sample_to_schedule`: ``S = cummax_k(clip((u + 1)/2, 0, 1))`` with ``S_0 = 0``, ``S_K = 1`` prepended and
+appended. That map is monotone with exact endpoints *by construction*, keeps exact zero increments (a flat run
+of equal values, or values clipped to 0 or 1, the jumps of small-α stick-breaking draws) and is the identity on
+valid schedules (training targets are its fixed points). The alternative, increments on the simplex through a
+softmax, cannot represent an exact zero increment (docs/paths.md, "DiffIG").
+
+**Conditioning.** ``class_embed_type="timestep"`` (diffusers 0.42): the class label is a float passed through
+the same sinusoidal projection as the timestep and its own MLP, then added to the time embedding. The label is
+``1000·(log α − log α_low)/(log α_high − log α_low)``, i.e. ``log α`` spread over the timestep range
+(``alpha_range`` is the training range; values outside it extrapolate).
+
+The network also carries the DDPM noise schedule it was trained with (``num_train_timesteps``,
+``beta_schedule``): the sampler rebuilds the same schedule from :meth:`PathUNet.config`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from xattr.errors import XattrError
+
+
+def schedule_to_sample(schedule: torch.Tensor) -> torch.Tensor:
+    """``S`` ``[N, K+1, C', h, w]`` -> the diffused tensor ``u = 2 S_{1…K−1} − 1`` ``[N, (K−1)·C', h, w]``."""
+    if schedule.dim() != 5 or schedule.shape[1] < 3:
+        raise XattrError(f"schedule of shape {tuple(schedule.shape)} must be [N, K+1, C', h, w] with K >= 2")
+    inner = schedule[:, 1:-1]
+    return (2 * inner - 1).flatten(1, 2)
+
+
+def sample_to_schedule(sample: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """The diffused ``u`` ``[N, (K−1)·C', h, w]`` -> a monotone schedule ``[N, K+1, C', h, w]`` (module docstring):
+    clip ``(u + 1)/2`` to ``[0, 1]``, cumulative max over ``k``, ``S_0 = 0`` and ``S_K = 1`` exactly.
+    Differentiable almost everywhere (the gradient goes to the running maximum)."""
+    n, channels, h, w = sample.shape
+    if channels % (int(n_steps) - 1):
+        raise XattrError(f"sample with {channels} channels does not hold K-1={int(n_steps) - 1} steps per channel; "
+                         "give the n_steps the path model was trained with")
+    inner = ((sample + 1) / 2).clamp(0, 1).view(n, int(n_steps) - 1, -1, h, w)
+    inner = torch.cummax(inner, dim=1).values
+    zero, one = torch.zeros_like(inner[:, :1]), torch.ones_like(inner[:, :1])
+    return torch.cat([zero, inner, one], dim=1)
+
+
+class PathUNet(nn.Module):
+    """``ε̂ = unet(u_t, t, label(log α))`` for ``u_t`` ``[N, (K−1)·C', h, w]`` (module docstring).
+
+    ``width``: channels of the first level (levels ``width · 2^i``, ``i < depth``); ``layers_per_block`` ResNet
+    blocks per level; GroupNorm groups ``min(8, width)``. ``seed`` makes the random initialisation reproducible.
+    """
+
+    def __init__(self, n_steps: int = 16, grid: int = 16, channels: int = 1, width: int = 32, depth: int = 2,
+                 layers_per_block: int = 1, alpha_range: tuple | list = (0.1, 100.0),
+                 num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2", seed: int = 0):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        if int(n_steps) < 2 or int(grid) < 2 ** (int(depth) - 1) or int(channels) < 1:
+            raise XattrError(f"path model needs n_steps >= 2, grid >= 2**(depth-1), channels >= 1; got n_steps="
+                             f"{n_steps}, grid={grid}, depth={depth}, channels={channels}")
+        low, high = (float(v) for v in alpha_range)
+        if not 0 < low < high:
+            raise XattrError(f"alpha_range [{low}, {high}] must satisfy 0 < low < high, e.g. [0.1, 100]")
+        self.n_steps, self.grid, self.channels = int(n_steps), int(grid), int(channels)
+        self.width, self.depth, self.layers_per_block = int(width), int(depth), int(layers_per_block)
+        self.alpha_range, self.seed = [low, high], int(seed)
+        self.num_train_timesteps, self.beta_schedule = int(num_train_timesteps), str(beta_schedule)
+        planes = (self.n_steps - 1) * self.channels
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.unet = UNet2DModel(sample_size=self.grid, in_channels=planes, out_channels=planes,
+                                    layers_per_block=self.layers_per_block,
+                                    block_out_channels=tuple(self.width * 2 ** i for i in range(self.depth)),
+                                    down_block_types=("DownBlock2D",) * self.depth,
+                                    up_block_types=("UpBlock2D",) * self.depth,
+                                    norm_num_groups=min(8, self.width), class_embed_type="timestep")
+
+    def config(self) -> dict:
+        """The constructor's keywords (plain values: a checkpoint stores them)."""
+        return {"n_steps": self.n_steps, "grid": self.grid, "channels": self.channels, "width": self.width,
+                "depth": self.depth, "layers_per_block": self.layers_per_block, "alpha_range": list(self.alpha_range),
+                "num_train_timesteps": self.num_train_timesteps, "beta_schedule": self.beta_schedule,
+                "seed": self.seed}
+
+    def alpha_label(self, alpha: torch.Tensor) -> torch.Tensor:
+        """``1000·(log α − log low)/(log high − log low)`` ``[N]`` for concentrations ``alpha`` ``[N]``."""
+        low, high = (math.log(v) for v in self.alpha_range)
+        return 1000.0 * (alpha.double().log() - low) / (high - low)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """``ε̂`` ``[N, (K−1)·C', h, w]`` for noisy ``sample`` (same shape), ``timestep`` ``[N]`` and ``alpha`` ``[N]``."""
+        label = self.alpha_label(alpha.to(sample.device)).to(sample.dtype)
+        return self.unet(sample, timestep, class_labels=label).sample
+
+
+__all__ = ["PathUNet", "schedule_to_sample", "sample_to_schedule"]

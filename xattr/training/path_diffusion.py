@@ -1,0 +1,191 @@
+"""``xattr train task=path_diffusion``: DiffIG's path diffusion model (:class:`xattr.nets.path_unet.PathUNet`), a DDPM
+on stick-breaking path schedules.
+
+Data: a bank of ``train_size`` stick-breaking schedules ``[K+1, C', h, w]`` (``xattr.paths.stick_breaking``), draw
+``i`` with ``α_i`` log-uniform in ``alpha_range`` and its own seed, rendered once before the loop. The draws do not
+depend on any image, classifier or dataset: the model learns the SPI path prior, and the checkpoint is cached per
+(grid, K, C', α range, spacing, breaks, leftover, network size) only — ``model=``/``dataset=`` of ``xattr train``
+do not enter it. Times: ``spacing=uniform`` (``t_k = k/K``; default) or ``arc_length`` of the draw with unit
+``x − b`` (the authors' spacing for an image whose features all move by 1).
+
+Loss: ε-prediction ``‖ε − ε̂(√ᾱ_t u_0 + √(1−ᾱ_t) ε, t, α)‖²`` with diffusers' ``DDPMScheduler.add_noise``
+(``u_0 = 2S_{1…K−1} − 1``, :func:`xattr.nets.path_unet.schedule_to_sample`), ``t`` uniform in
+``[0, num_train_timesteps)``. Adam, EMA weights, resumable every ``save_every`` steps, tqdm, loss-curve PNG
+(:class:`~xattr.training._loop.ResumableSteps`); every draw of a batch position (bank index, ``t``, ε) comes from its
+own generator seeded by ``(seed, step, position)``. Checkpoint
+``<cache_dir>/path_models/sbp-g<h>-K<K>-c<C'>-a<low>_<high>-<spacing>-b<breaks>-<leftover>-w<width>d<depth>.pt``.
+Defaults: ``conf/task/path_diffusion.yaml`` (:class:`PathDiffusionTrainer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from xattr.errors import XattrError
+from xattr.nets.path_unet import PathUNet, schedule_to_sample
+from xattr.paths.stick_breaking import StickBreakingDraw, sample_alpha
+from xattr.training import distributed
+from xattr.training._loop import ResumableSteps, Trainer, network_from_state, sample_seed
+from xattr.utils import cache
+from xattr.utils.seed import make_generator
+
+log = logging.getLogger(__name__)
+
+SPACINGS = ("uniform", "arc_length")
+
+
+def ddpm_scheduler(net: PathUNet):
+    """The diffusers ``DDPMScheduler`` ``net`` was trained with (ε-prediction, its noise schedule)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
+                         prediction_type="epsilon", clip_sample=False)
+
+
+def draw_schedule(grid: int, n_steps: int, channels: int, alpha: float, seed: int, n_breaks: int = 1000,
+                  leftover: str = "atom", spacing: str = "uniform") -> torch.Tensor:
+    """One stick-breaking schedule ``[K+1, C', h, w]`` (``h = w = grid``) at uniform or unit-scale arc-length times."""
+    if spacing not in SPACINGS:
+        raise XattrError(f"spacing={spacing!r} is not one of {list(SPACINGS)}; pick one of them")
+    draw = StickBreakingDraw(channels * grid * grid, float(alpha), int(seed), int(n_breaks), leftover)
+    if spacing == "uniform":
+        times = torch.linspace(0, 1, int(n_steps) + 1, dtype=torch.float64)
+    else:
+        times = draw.arc_length_times(torch.ones(draw.n_features, dtype=torch.float64), int(n_steps) + 1)
+    return draw.cdf(times).T.reshape(int(n_steps) + 1, channels, grid, grid)
+
+
+def draw_bank(count: int, grid: int, n_steps: int, channels: int, alpha_range, seed: int, n_breaks: int = 1000,
+              leftover: str = "atom", spacing: str = "uniform", progress: bool = True,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` draws: schedules ``[count, K+1, C', h, w]`` float32 and their ``α`` ``[count]`` float64; draw ``i``
+    is seeded by ``sample_seed(seed, -1, i)`` (the same bank for every run with this seed)."""
+    schedules, alphas = [], []
+    for i in tqdm(range(int(count)), desc="stick-breaking draws", leave=False, mininterval=1.0,
+                  disable=not (progress and distributed.is_main())):
+        generator = make_generator(sample_seed(seed, -1, i))
+        alpha = float(sample_alpha(1, *alpha_range, generator=generator)[0])
+        path_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        schedules.append(draw_schedule(grid, n_steps, channels, alpha, path_seed, n_breaks, leftover, spacing))
+        alphas.append(alpha)
+    return torch.stack(schedules), torch.tensor(alphas, dtype=torch.float64)
+
+
+@dataclass(kw_only=True)
+class PathDiffusionTrainer(Trainer):
+    """``_target_`` of ``conf/task/path_diffusion.yaml`` (module docstring); fields = that file's keys."""
+
+    task = "path_diffusion"
+
+    steps: int
+    batch_size: int
+    lr: float
+    ema_decay: float
+    save_every: int
+    train_size: int
+    grid: int
+    n_steps: int
+    per_channel: bool
+    alpha_range: list[float]
+    n_breaks: int
+    leftover: str
+    spacing: str
+    width: int
+    depth: int
+    layers_per_block: int
+    num_train_timesteps: int
+    beta_schedule: str
+
+    @property
+    def channels(self) -> int:
+        """``C'``: 3 with ``per_channel`` (pixel-channel features), else 1."""
+        return 3 if self.per_channel else 1
+
+    def network(self, seed: int = 0) -> PathUNet:
+        low, high = (float(v) for v in self.alpha_range)
+        return PathUNet(n_steps=self.n_steps, grid=self.grid, channels=self.channels, width=self.width,
+                        depth=self.depth, layers_per_block=self.layers_per_block, alpha_range=[low, high],
+                        num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule, seed=seed)
+
+    def checkpoint(self, cache_dir: str | Path) -> Path:
+        low, high = (float(v) for v in self.alpha_range)
+        return path_model_path(cache_dir, self.grid, self.n_steps, self.channels, (low, high), self.spacing,
+                               self.n_breaks, self.leftover, self.width, self.depth)
+
+    def fit(self, *, seed: int = 0, checkpoint: Path | None = None, meta: dict | None = None, progress: bool = True,
+            device: str | torch.device = "cpu") -> PathUNet:
+        """Train a :class:`PathUNet` on a bank of stick-breaking draws (module docstring); its EMA copy in eval mode."""
+        low, high = (float(v) for v in self.alpha_range)
+        schedules, alphas = draw_bank(self.train_size, self.grid, self.n_steps, self.channels, (low, high), seed,
+                                      self.n_breaks, self.leftover, self.spacing, progress)
+        targets = schedule_to_sample(schedules)  # [N, (K-1)C', h, w] in [-1, 1]
+        net = self.network(seed)
+        scheduler = ddpm_scheduler(net)
+        loop = ResumableSteps(net, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                              ema_decay=self.ema_decay, save_every=self.save_every, seed=seed, checkpoint=checkpoint,
+                              what="path_diffusion", progress=progress, device=device)
+        device = loop.device
+        for step in loop:
+            index, timestep, eps = self.draws(loop.generators(step), len(targets), targets.shape[1:])
+            clean = targets[index].to(device)
+            noisy = scheduler.add_noise(clean, eps.to(device), timestep.to(device))
+            with loop.autocast():
+                loss = (loop.model(noisy, timestep.to(device), alphas[index].to(device)) - eps.to(device)).pow(2).mean()
+            loop.update(step, loss)
+        return loop.finish({**(meta or {}), "steps": self.steps,
+                            "final_loss": loop.losses[-1] if loop.losses else None})
+
+    def draws(self, generators: list[torch.Generator], count: int, shape) -> tuple[torch.Tensor, ...]:
+        """Per batch position, from its own generator: bank index ``[b]``, timestep ``[b]``, noise ``[b, *shape]``."""
+        index, timestep, eps = [], [], []
+        for generator in generators:
+            index.append(torch.randint(0, count, (1,), generator=generator))
+            timestep.append(torch.randint(0, self.num_train_timesteps, (1,), generator=generator))
+            eps.append(torch.randn((1, *shape), generator=generator))
+        return torch.cat(index), torch.cat(timestep), torch.cat(eps)
+
+    def run(self, cfg) -> Path:
+        """``xattr train task=path_diffusion``: train (or resume) and cache; ``cfg.model``/``cfg.dataset`` unused."""
+        trainer = self.filled()
+        path = trainer.checkpoint(cfg.paths.cache_dir)
+        with distributed.session(cfg.device) as device, distributed.main_lock(path):
+            trainer.fit(seed=int(cfg.seed), checkpoint=path, meta=trainer.hparams(), device=device)
+            if distributed.is_main():
+                print(f"path diffusion model: checkpoint {path}")
+        return path
+
+
+def path_model_path(cache_dir: str | Path, grid: int, n_steps: int, channels: int, alpha_range, spacing: str,
+                    n_breaks: int, leftover: str, width: int, depth: int) -> Path:
+    low, high = (float(v) for v in alpha_range)
+    return (Path(cache_dir) / "path_models" / f"sbp-g{grid}-K{n_steps}-c{channels}-a{low:g}_{high:g}-{spacing}"
+            f"-b{n_breaks}-{leftover}-w{width}d{depth}.pt")
+
+
+def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: str = "cpu", progress: bool = True,
+                             **hparams) -> PathUNet:
+    """The cached path model for ``hparams`` (over ``conf/task/path_diffusion.yaml``; ``None`` = the file's value);
+    trained and cached first if missing (one log line), once across processes (:func:`xattr.utils.cache.load_or_build`)."""
+    trainer = PathDiffusionTrainer.from_conf(**hparams).filled()
+
+    def load(path: Path) -> PathUNet | None:
+        if not path.exists():
+            return None
+        return network_from_state(cache.read(path, "path_diffusion"), path, PathUNet, "path_diffusion", device)
+
+    def train(path: Path) -> PathUNet:
+        log.warning("no path diffusion model at %s: training it now (%d steps, cached for later runs)", path,
+                    trainer.steps)
+        trainer.fit(seed=seed, checkpoint=path, meta=trainer.hparams(), progress=progress, device=device)
+        return load(path)
+
+    return cache.load_or_build(trainer.checkpoint(cache_dir), load, train)
+
+
+__all__ = ["PathDiffusionTrainer", "ddpm_scheduler", "draw_schedule", "draw_bank", "path_model_path",
+           "load_or_train_path_model"]
