@@ -51,11 +51,13 @@ def test_tuning_runs_on_the_tuning_split(name, tmp_path):
 
 @pytest.mark.parametrize("name", TABLES)
 def test_tables_run_on_the_reported_split(name, tmp_path):
-    """Tiny: shapes test. Paper: ImageNet val (tuning uses ImageNet train) or another dataset (FSS-1000)."""
+    """Tiny: the test split of an embedded dataset (shapes, shapes_captions). Paper: ImageNet val (tuning uses
+    ImageNet train) or another dataset (FSS-1000, ARO, COCO)."""
     cfg = compose_cfg("run", [f"experiment={name}"], tmp_path)
-    where = (cfg.dataset._target_, cfg.dataset.split)
+    where = (cfg.dataset._target_, cfg.dataset.get("split"))
     if scale(name) == "tiny":
-        assert where == ("xattr.data.ShapesDataset", "test"), f"conf/experiment/{name}.yaml reports on {where}"
+        assert where[0] in ("xattr.data.ShapesDataset", "xattr.data.ShapesCaptionsDataset") and where[1] == "test", \
+            f"conf/experiment/{name}.yaml reports on {where}"
     else:
         tuning = compose_cfg("run", ["experiment=tune_paper"], tmp_path).dataset
         assert where != (tuning._target_, tuning.split), f"conf/experiment/{name}.yaml reports on the tuning split"
