@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from _timing import add_device_argument, bench_device, best_time  # noqa: E402
 
 PEAK = """
 import torch
@@ -38,17 +39,16 @@ print(status("VmHWM") - rss)
 """
 
 
+DEVICE = torch.device("cpu")
+
+
 def timed(fn, repeat=1):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+    """Best of ``repeat`` wall times of ``fn()`` on :data:`DEVICE` (``_timing.best_time``) and its output."""
+    return best_time(fn, repeats=repeat, device=DEVICE)
 
 
 def one_pass(model, batch):
-    x = torch.rand(batch, 3, 64, 64, requires_grad=True)
+    x = torch.rand(batch, 3, 64, 64, device=DEVICE, requires_grad=True)
     model(x).softmax(1)[:, 0].sum().backward()
 
 
@@ -57,7 +57,7 @@ def diffig_rows(model, x, target, steps, chunk, per_pass, images) -> None:
     from xattr.methods.diffig import DiffIG
     from xattr.nets.path_unet import PathUNet
 
-    net = PathUNet()  # conf/task/path_diffusion.yaml's size: K 16, 16x16 grid, width 32, depth 2
+    net = PathUNet().to(DEVICE)  # conf/task/path_diffusion.yaml's size: K 16, 16x16 grid, width 32, depth 2
     print("diffig (2 paths, 20 DDIM steps)   sampling s/image   integral s/image   sampling/integral   "
           "total/bound")
     baseline = torch.zeros_like(x)
@@ -76,7 +76,10 @@ def diffig_rows(model, x, target, steps, chunk, per_pass, images) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    add_device_argument(parser)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = bench_device(args.device)
     torch.set_num_threads(1)
     from xattr.data import ShapesDataset
     from xattr.methods.base import RunContext
@@ -88,10 +91,10 @@ def main() -> None:
     from xattr.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("tiny_cnn", num_classes=6)
+    model = build_model("tiny_cnn", num_classes=6, device=str(DEVICE))
     images = 2
-    x = torch.stack([ShapesDataset("test", n_samples=images, seed=5)[i]["image"] for i in range(images)])
-    target = torch.tensor([0, 2])
+    x = torch.stack([ShapesDataset("test", n_samples=images, seed=5)[i]["image"] for i in range(images)]).to(DEVICE)
+    target = torch.tensor([0, 2], device=DEVICE)
     steps = 16 if args.quick else 64
     chunk = 32
     per_pass, _ = timed(lambda: one_pass(model, chunk), repeat=3)
@@ -123,8 +126,8 @@ def main() -> None:
     else:
         quantile = np.quantile
         np.quantile = lambda a, q, interpolation=None, **kw: quantile(a, q, method=interpolation, **kw)
-        net = model.double()
-        xd = x.double()
+        net = model.cpu().double()  # PAIR's saliency is numpy: this comparison runs on the CPU
+        xd, target = x.cpu().double(), target.cpu()
 
         def call(t):
             def f(batch, call_model_args=None, expected_keys=None):

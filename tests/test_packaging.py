@@ -55,12 +55,26 @@ def imported_top_level_modules() -> dict[str, str]:
     return found
 
 
+#: modules imported only where an optional extra is installed (inside ``try: … except ImportError`` with a one-line
+#: error naming the extra) → their distribution, which must be in one of [project.optional-dependencies]
+OPTIONAL_IMPORTS = {"open_clip": "open-clip-torch"}
+
+
+def optional_distributions() -> set[str]:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
+    return {canonical(re.match(r"[A-Za-z0-9._-]+", spec).group()) for specs in extras.values() for spec in specs}
+
+
+def test_optional_imports_are_in_an_extra():
+    assert set(OPTIONAL_IMPORTS.values()) <= optional_distributions()
+
+
 def test_every_third_party_import_is_a_declared_dependency():
     declared = declared_distributions()
     distributions = importlib.metadata.packages_distributions()
     problems = []
     for module, where in sorted(imported_top_level_modules().items()):
-        if module in sys.stdlib_module_names or module in ("xattr", "__future__"):
+        if module in sys.stdlib_module_names or module in ("xattr", "__future__") or module in OPTIONAL_IMPORTS:
             continue
         owners = {canonical(dist) for dist in distributions.get(module, [])}
         if not owners:
