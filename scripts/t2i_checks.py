@@ -7,8 +7,12 @@
 2. **Caption retrieval.** For each image the true caption competes against one distractor of each kind:
    ``colour`` (one colour word replaced by another colour), ``shape`` (one shape noun replaced by another
    shape), ``relation`` (one relation word flipped: left↔right, above↔below) and ``other`` (the caption of
-   another test image). Score ``i^o(x; candidate)`` against ``""``, all candidates on common draws; pairwise
-   accuracy (true scores higher; chance 0.5) per kind, with a binomial standard error.
+   another test image). Score ``i^o(x; candidate)`` (the paper's score) and ``i^s(x; candidate)`` (the
+   log-likelihood ratio) against ``""``, all candidates on common draws; pairwise accuracy (true scores higher;
+   chance 0.5) per kind, with a binomial standard error.
+3. **Which object the noun's CMI map points at.** For (image, noun) samples of images with two or more objects,
+   ``info_cmi``'s map density (mass per pixel) inside the named object over that inside the other objects, and
+   how often the named object is the densest: a map that lights up every object scores ratio 1 and 1/n.
 
     python scripts/t2i_checks.py --images 100 --draws 64 --seed 0 --out outputs/t2i_checks
 
@@ -59,6 +63,40 @@ def distractors(caption: str, other: str, rng: np.random.Generator) -> dict[str,
             "relation": relation, "other": other if other != caption else None}
 
 
+def specificity(model, n_samples: int, draws: int, seed: int, batch: int):
+    """Per (image, noun) sample of a multi-object test image: info_cmi density inside the named object / inside
+    the other objects, and whether the named object is the densest (see the module docstring, 3)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from xattr.data.shapes_captions import ShapesCaptionsDataset, render_scene
+    from xattr.methods.info_cmi import InfoCMI
+
+    data = ShapesCaptionsDataset(split="test", words="nouns", n_samples=None)
+    picked = []
+    for i in range(len(data)):
+        index, word, _, objects = data.samples[data.indices[i]]
+        if len(data.scenes[index].objects) >= 2:
+            picked.append((i, index, word, objects[0]))
+        if len(picked) == n_samples:
+            break
+    method = InfoCMI(model, n_draws=draws, seed=seed)
+    rows = []
+    for start in tqdm(range(0, len(picked), batch), desc="cmi specificity", unit="batch"):
+        chunk = picked[start:start + batch]
+        samples = [data[i] for i, _, _, _ in chunk]
+        torch.manual_seed(seed + start)
+        maps = method.attribute(torch.stack([s["image"] for s in samples]), [s["caption"] for s in samples],
+                                [s["word"] for s in samples])[:, 0]
+        for (_, index, word, named), heat in zip(chunk, maps):
+            _, masks = render_scene(data.scenes[index])
+            density = np.array([float(heat[torch.from_numpy(m)].clamp(min=0).mean()) for m in masks])
+            others = np.delete(density, named)
+            rows.append({"word": word, "n_objects": len(masks), "density_ratio": density[named] / others.mean(),
+                         "named_densest": float(density.argmax() == named)})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100)
@@ -101,10 +139,9 @@ def main() -> None:
             row = {"id": data[i]["id"], "caption": captions[i], "i_o": float(out["i_o"][b, 0]),
                    "i_s": float(out["i_s"][b, 0])}
             for k, kind in enumerate(KINDS, start=1):
-                if options[b][kind] is None:
-                    row[f"{kind}_correct"] = math.nan
-                else:
-                    row[f"{kind}_correct"] = float(out["i_o"][b, 0] > out["i_o"][b, k])
+                for score in ("i_o", "i_s"):
+                    correct = float(out[score][b, 0] > out[score][b, k])
+                    row[f"{kind}_correct_{score}"] = math.nan if options[b][kind] is None else correct
             rows.append(row)
     frame = pd.DataFrame(rows)
     out_dir = Path(args.out)
@@ -118,10 +155,19 @@ def main() -> None:
              f"(positive on {(frame.i_s > 0).mean():.0%}) |",
              f"| mean i^o(x; caption), nats | {frame.i_o.mean():.3f} ± {frame.i_o.sem():.3f} |"]
     for kind in KINDS:
-        hits = frame[f"{kind}_correct"].dropna()
-        p = hits.mean() if len(hits) else math.nan
-        se = math.sqrt(p * (1 - p) / len(hits)) if len(hits) else math.nan
-        lines.append(f"| retrieval vs {kind} distractor (chance 0.5), n = {len(hits)} | {p:.3f} ± {se:.3f} |")
+        cells = []
+        for score in ("i_o", "i_s"):
+            hits = frame[f"{kind}_correct_{score}"].dropna()
+            p = hits.mean() if len(hits) else math.nan
+            se = math.sqrt(p * (1 - p) / len(hits)) if len(hits) else math.nan
+            cells.append(f"{score} {p:.3f} ± {se:.3f}")
+        lines.append(f"| retrieval vs {kind} distractor (chance 0.5), n = {len(hits)} | {'; '.join(cells)} |")
+    spec = specificity(model, args.images, args.draws, args.seed, args.batch)
+    spec.to_csv(out_dir / "specificity.csv", index=False)
+    ratio = np.log(spec.density_ratio)
+    lines.append(f"| info_cmi density, named object / other objects (geometric mean), n = {len(spec)} | "
+                 f"{math.exp(ratio.mean()):.2f} (×/÷ {math.exp(ratio.sem()):.2f}); named object densest on "
+                 f"{spec.named_densest.mean():.0%} (chance {(1 / spec.n_objects).mean():.0%}) |")
     text = "\n".join(lines) + "\n"
     (out_dir / "checks.md").write_text(text)
     print(text)
