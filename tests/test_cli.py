@@ -230,3 +230,11 @@ def test_a_bad_cache_file_is_one_line_runs_nothing_and_stays(case, tmp_path, che
     assert advice in lines[0], lines
     assert not marker.exists() and planted.read_bytes() == content
     assert not (run_dir / "DONE").exists()
+
+
+def test_an_in_process_command_leaves_no_hydra_job_behind(tmp_path):
+    """After ``main`` returns, a plain ``run(cfg)`` must not pick up that job's config names (``run_names``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    assert main(["run", "--cfg", "job", "method=saliency", f"paths.root_dir={tmp_path}"]) == 0
+    assert not HydraConfig.initialized()

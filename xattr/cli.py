@@ -209,12 +209,21 @@ def _hydra_command(command: str, args: list[str]) -> int:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved_env
+        _forget_hydra_job()
     started = sweeps.take_started()
     if started is not None:
         job_errors += sweeps.failed_jobs(*started)
     for message in job_errors:
         _fail(message)
     return USER_ERROR if job_errors else 0
+
+
+def _forget_hydra_job() -> None:
+    """Hydra keeps the finished job's config (``HydraConfig``) in the process after ``hydra.main`` returns; a later
+    in-process ``xattr.tasks.run.run(cfg)`` would then label its folder with that job's config names."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
 
 
 def _job_output_dir():
