@@ -116,7 +116,7 @@ def load_torch_file(path: str | os.PathLike, *, name: str, fix: str) -> Any:
 
 def _refusal(error: BaseException) -> str:
     """A few words for why ``torch.load(weights_only=True)`` failed (torch's own text is many lines long and
-    suggests loading with ``weights_only=False``, which would run the code)."""
+    suggests turning the weights-only check off, which would run the code)."""
     unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
     if unsafe:
         return (f"it refers to {unsafe.group(1)}, which a weights-only load refuses: code, or an object of "
