@@ -175,31 +175,35 @@ def test_region_masks_from_box_and_file_and_errors(data, tmp_path):
 
 
 class PointMass(nn.Module):
-    """The exact ε-predictor of data concentrated on one schedule ``u*``: ``ε̂ = (u_t − √ᾱ_t u*) / √(1−ᾱ_t)``."""
+    """The exact predictor of data concentrated on one schedule ``u*``: ``ε̂ = (u_t − √ᾱ_t u*) / √(1−ᾱ_t)``, or
+    ``v̂ = √ᾱ_t ε̂ − √(1−ᾱ_t) u*``."""
 
-    def __init__(self, target: torch.Tensor):
+    def __init__(self, target: torch.Tensor, prediction_type: str = "epsilon"):
         super().__init__()
         from xattr.training.path_diffusion import ddpm_scheduler
 
         self.n_steps, self.grid, self.channels, self.alpha_range = 4, 4, 1, [0.1, 100.0]
         self.num_train_timesteps, self.beta_schedule = 1000, "squaredcos_cap_v2"
+        self.prediction_type = prediction_type
         self.target = target
         self.a_bar = ddpm_scheduler(self).alphas_cumprod
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, u, t, alpha):
         a = self.a_bar[t].view(-1, 1, 1, 1).to(u)
-        return (u - a.sqrt() * self.target) / (1 - a).sqrt()
+        eps = (u - a.sqrt() * self.target) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * self.target if self.prediction_type == "v_prediction" else eps
 
 
-def test_the_sampler_returns_the_data_of_an_exact_denoiser(data):
-    """DDIM with the exact ε of a point mass lands on it (catches a wrong x̂0/ε conversion or timestep use)."""
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_sampler_returns_the_data_of_an_exact_denoiser(data, prediction_type):
+    """DDIM with the exact ε or v of a point mass lands on it (catches a wrong x̂0/ε/v conversion or timestep use)."""
     from xattr.nets.path_unet import sample_to_schedule
 
     x, target = data
     star = torch.linspace(-0.8, 0.8, 3).view(1, 3, 1, 1).expand(1, 3, 4, 4)
     m = method()
-    m.path_net = PointMass(star)
+    m.path_net = PointMass(star, prediction_type)
     s = m.sample(x, torch.zeros_like(x), target)[0]
     torch.testing.assert_close(s, sample_to_schedule(star, 4).expand_as(s[0, 0][None]).expand_as(s),
                                rtol=0, atol=1e-3)

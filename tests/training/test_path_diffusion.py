@@ -28,6 +28,20 @@ def test_any_sample_maps_to_a_monotone_schedule_with_exact_endpoints():
     assert (s[:, 1:-1] == 0).any() and (s[:, 1:-1] == 1).any()  # clipping gives exact zero increments
 
 
+def test_the_map_is_the_projection_onto_valid_schedules_and_does_not_bias_noisy_samples_upward():
+    """Noise on a valid schedule (away from 0 and 1) keeps its per-pixel mean over k through the map, and the map's
+    result is at least as close to the noisy sample as any valid schedule tried (a cumulative max raises every
+    violation to the running maximum: its mean moves up)."""
+    g = torch.Generator().manual_seed(0)
+    valid = torch.linspace(0.3, 0.7, 7).view(1, 7, 1, 1).expand(64, 7, 4, 4)
+    noisy = valid + 0.05 * torch.randn(64, 7, 4, 4, generator=g)
+    s = sample_to_schedule(2 * noisy - 1, 8)
+    torch.testing.assert_close(s[:, 1:-1, 0].mean(1), noisy.mean(1), rtol=0, atol=1e-5)
+    distance = (s[:, 1:-1, 0] - noisy).pow(2).sum(1)
+    for other in (valid, torch.cummax(noisy.clamp(0, 1), 1).values):
+        assert (distance <= (other - noisy).pow(2).sum(1) + 1e-6).all()
+
+
 @pytest.mark.parametrize("alpha", [0.01, 1.0, 100.0])
 def test_stick_breaking_draws_are_fixed_points_of_the_map(alpha):
     """Training targets (flat runs included: small alpha jumps once) come back unchanged."""

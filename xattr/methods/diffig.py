@@ -5,16 +5,18 @@ stick-breaking paths, guided sampling with user guidance) is our design (docs/pa
 Per image, ``n_paths`` paths:
 
 1. ``α`` log-uniform in the path model's ``alpha_range`` and a start noise, both seeded by the image content;
-2. DDIM (diffusers ``DDIMScheduler``, ``η = 0``, ``sampling_steps`` steps, the clean estimate clipped to the data
-   range ``[−1, 1]`` — without it the first steps of the cosine schedule, ``ᾱ_T ≈ 0``, blow ε̂'s error up) with the path model
+2. DDIM (diffusers ``DDIMScheduler``, ``η = 0``, ``sampling_steps`` steps on ``trailing`` timesteps — the first
+   step at ``t = T − 1``, where the start noise is pure noise; diffusers' default ``leading`` spacing starts at
+   ``T − T/steps`` where the model expects some signal —, the clean estimate clipped to the data range ``[−1, 1]``,
+   the model's own ``prediction_type``) with the path model
    (:class:`xattr.nets.path_unet.PathUNet`, trained by ``xattr train task=path_diffusion``) gives a schedule
    ``S [K+1, C', h, w]`` through the monotone map :func:`~xattr.nets.path_unet.sample_to_schedule`;
 3. **guidance** (reconstruction guidance on the predicted clean schedule): at every DDIM step the clean estimate
-   ``û_0 = (u_t − √(1−ᾱ_t) ε̂)/√ᾱ_t`` is mapped to ``Ŝ``; each energy ``E_e(Ŝ)`` with weight ``w_e ≠ 0`` gives
+   ``û_0 = √ᾱ_t u_t − √(1−ᾱ_t) v̂`` (``(u_t − √(1−ᾱ_t) ε̂)/√ᾱ_t`` for an ε model) is mapped to ``Ŝ``; each energy ``E_e(Ŝ)`` with weight ``w_e ≠ 0`` gives
    ``g_e = ∇_{û_0} E_e`` — **the gradient with respect to û_0, not through the U-Net** (no backward pass through the
    path model); ``û_0 ← û_0 − Σ_e w_e g_e / rms(g_e)`` (each gradient scaled to unit root-mean-square per path, so
    a weight is a step length in ``u`` units whatever the energy's scale; our choice) and the step continues with the
-   ``ε`` that matches the new ``û_0``. Energies (:data:`ENERGIES`): ``faithfulness`` ``−mean_k f_c(γ_k)`` (the
+   model output (``v`` or ``ε``) that matches the new ``û_0``. Energies (:data:`ENERGIES`): ``faithfulness`` ``−mean_k f_c(γ_k)`` (the
    target's score should rise early), ``smoothness`` (total variation of ``Ŝ`` over the grid), ``region``
    (a mask revealed ``early`` or ``late``), ``on_manifold`` (DiffIB's MMSE denoiser's ε-residual at the waypoints).
    The classifier / denoiser energies see at most ``waypoint_cap`` interior waypoints per step (rotating);
@@ -55,6 +57,24 @@ REGION_MODES = ("early", "late")
 
 
 # ------------------------------------------------------------------------------------------------ energies
+
+
+def clean_estimate(out: torch.Tensor, u: torch.Tensor, a_bar: float, prediction_type: str) -> torch.Tensor:
+    """``û_0`` clipped to ``[−1, 1]`` from the model output ``out`` at ``u_t`` (same shape): ``√ᾱ u − √(1−ᾱ) v̂``
+    (``v_prediction``) or ``(u − √(1−ᾱ) ε̂)/√ᾱ`` (``epsilon``)."""
+    if prediction_type == "v_prediction":
+        clean = math.sqrt(a_bar) * u - math.sqrt(1 - a_bar) * out
+    else:
+        clean = (u - math.sqrt(1 - a_bar) * out) / math.sqrt(a_bar)
+    return clean.clamp(-1, 1)
+
+
+def output_for_clean(clean: torch.Tensor, u: torch.Tensor, a_bar: float, prediction_type: str) -> torch.Tensor:
+    """The model output that :func:`clean_estimate` maps to ``clean`` at ``u_t`` (inverse of its unclipped form):
+    ``v = (√ᾱ u − û_0)/√(1−ᾱ)`` or ``ε = (u − √ᾱ û_0)/√(1−ᾱ)``."""
+    if prediction_type == "v_prediction":
+        return (math.sqrt(a_bar) * u - clean) / math.sqrt(1 - a_bar)
+    return (u - math.sqrt(a_bar) * clean) / math.sqrt(1 - a_bar)
 
 
 def smoothness_energy(schedule: torch.Tensor) -> torch.Tensor:
@@ -286,7 +306,8 @@ class DiffIG(PathMethod):
 
         net = self.path_net
         scheduler = DDIMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
-                                  prediction_type="epsilon", clip_sample=True, set_alpha_to_one=True)
+                                  prediction_type=net.prediction_type, clip_sample=True, set_alpha_to_one=True,
+                                  timestep_spacing="trailing")
         scheduler.set_timesteps(self.sampling_steps)
         alphas, u = self.start(x)
         device = next(net.parameters()).device
@@ -296,13 +317,11 @@ class DiffIG(PathMethod):
         a_bars = scheduler.alphas_cumprod.tolist()  # one host read, not one per step
         with eval_mode(net):
             for i, t in enumerate(scheduler.timesteps.tolist()):
-                eps = net(u, torch.full((u.shape[0],), t, device=device), alphas)
+                out = net(u, torch.full((u.shape[0],), t, device=device), alphas)
                 if guide is not None:
-                    a_bar = a_bars[t]
-                    clean = ((u - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)).clamp(-1, 1)
-                    clean = self._guided(clean, i, guide, counts)
-                    eps = (u - math.sqrt(a_bar) * clean) / math.sqrt(1 - a_bar)
-                u = scheduler.step(eps, t, u, eta=0.0).prev_sample
+                    clean = self._guided(clean_estimate(out, u, a_bars[t], net.prediction_type), i, guide, counts)
+                    out = output_for_clean(clean, u, a_bars[t], net.prediction_type)
+                u = scheduler.step(out, t, u, eta=0.0).prev_sample
         schedules = sample_to_schedule(u, net.n_steps).to(x.device)
         return schedules.view(x.shape[0], self.n_paths, *schedules.shape[1:]), counts
 

@@ -4,10 +4,14 @@
 ``S_0 = 0`` and ``S_K = 1`` (``xattr.paths.SchedulePath``). The endpoints carry nothing, so the network sees the
 ``K−1`` interior values ``S_1 … S_{K−1}`` of each of the ``C'`` channels as ``(K−1)·C'`` image channels on the
 ``h×w`` grid, scaled to ``[−1, 1]`` (``u = 2S − 1``, the DDPM convention). A sample ``u`` maps back by
-:func:`sample_to_schedule`: ``S = cummax_k(clip((u + 1)/2, 0, 1))`` with ``S_0 = 0``, ``S_K = 1`` prepended and
-appended. That map is monotone with exact endpoints *by construction*, keeps exact zero increments (a flat run
-of equal values, or values clipped to 0 or 1, the jumps of small-α stick-breaking draws) and is the identity on
-valid schedules (training targets are its fixed points). The alternative, increments on the simplex through a
+:func:`sample_to_schedule`: ``S = clip(iso_k((u + 1)/2), 0, 1)`` with ``S_0 = 0``, ``S_K = 1`` prepended and
+appended, ``iso_k`` the isotonic regression over ``k`` (:func:`xattr.utils.isotonic.isotonic_regression`), so
+``S`` is the Euclidean projection of ``(u + 1)/2`` onto valid schedules. That map is monotone with exact
+endpoints *by construction*, keeps exact zero increments (a pooled block of equal values, or values clipped to 0
+or 1, the jumps of small-α stick-breaking draws) and is the identity on valid schedules (training targets are its
+fixed points). It keeps each pixel's sum over ``k``: a cumulative max (our first map) raised every violation to
+the running maximum and biased the sampled schedules upward (``S_4`` 0.35 instead of 0.25 at α = 0.1, measured
+in docs/paths.md). The alternative, increments on the simplex through a
 softmax, cannot represent an exact zero increment (docs/paths.md, "DiffIG").
 
 **Conditioning.** ``class_embed_type="timestep"`` (diffusers 0.42): the class label is a float passed through
@@ -16,7 +20,15 @@ the same sinusoidal projection as the timestep and its own MLP, then added to th
 (``alpha_range`` is the training range; values outside it extrapolate).
 
 The network also carries the DDPM noise schedule it was trained with (``num_train_timesteps``,
-``beta_schedule``): the sampler rebuilds the same schedule from :meth:`PathUNet.config`.
+``beta_schedule``) and what it predicts (``prediction_type``): the sampler rebuilds the same schedule from
+:meth:`PathUNet.config`.
+
+**What it predicts.** ``v_prediction`` (Salimans & Ho 2022, ``v = √ᾱ_t ε − √(1−ᾱ_t) u_0``; diffusers'
+``get_velocity``) by default. Under ε-prediction the clean estimate at high noise is
+``(u_t − √(1−ᾱ_t) ε̂)/√ᾱ_t``: at the first sampling steps (``ᾱ_t`` ≈ 0.006 and below on the cosine schedule) the
+per-step mean of ``u_0`` lives in an offset of ``ε̂`` smaller than the network's error, so the sampler starts from
+a clean estimate near 0 for every step and the samples' mean schedule is wrong (measured, docs/paths.md). ``v``
+tends to ``−u_0`` there, so the network predicts the mean directly. ``epsilon`` stays as an option.
 """
 
 from __future__ import annotations
@@ -27,6 +39,9 @@ import torch
 import torch.nn as nn
 
 from xattr.errors import XattrError
+from xattr.utils.isotonic import isotonic_regression
+
+PREDICTION_TYPES = ("v_prediction", "epsilon")
 
 
 def schedule_to_sample(schedule: torch.Tensor) -> torch.Tensor:
@@ -39,14 +54,14 @@ def schedule_to_sample(schedule: torch.Tensor) -> torch.Tensor:
 
 def sample_to_schedule(sample: torch.Tensor, n_steps: int) -> torch.Tensor:
     """The diffused ``u`` ``[N, (K−1)·C', h, w]`` -> a monotone schedule ``[N, K+1, C', h, w]`` (module docstring):
-    clip ``(u + 1)/2`` to ``[0, 1]``, cumulative max over ``k``, ``S_0 = 0`` and ``S_K = 1`` exactly.
-    Differentiable almost everywhere (the gradient goes to the running maximum)."""
+    isotonic regression of ``(u + 1)/2`` over ``k``, clipped to ``[0, 1]``, ``S_0 = 0`` and ``S_K = 1`` exactly.
+    Differentiable almost everywhere (each value's gradient is spread over its pooled block)."""
     n, channels, h, w = sample.shape
     if channels % (int(n_steps) - 1):
         raise XattrError(f"sample with {channels} channels does not hold K-1={int(n_steps) - 1} steps per channel; "
                          "give the n_steps the path model was trained with")
-    inner = ((sample + 1) / 2).clamp(0, 1).view(n, int(n_steps) - 1, -1, h, w)
-    inner = torch.cummax(inner, dim=1).values
+    inner = ((sample + 1) / 2).view(n, int(n_steps) - 1, -1, h, w)
+    inner = isotonic_regression(inner, dim=1).clamp(0, 1)
     zero, one = torch.zeros_like(inner[:, :1]), torch.ones_like(inner[:, :1])
     return torch.cat([zero, inner, one], dim=1)
 
@@ -60,13 +75,16 @@ class PathUNet(nn.Module):
 
     def __init__(self, n_steps: int = 16, grid: int = 16, channels: int = 1, width: int = 32, depth: int = 2,
                  layers_per_block: int = 1, alpha_range: tuple | list = (0.1, 100.0),
-                 num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2", seed: int = 0):
+                 num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
+                 prediction_type: str = "v_prediction", seed: int = 0):
         super().__init__()
         from diffusers import UNet2DModel
 
         if int(n_steps) < 2 or int(grid) < 2 ** (int(depth) - 1) or int(channels) < 1:
             raise XattrError(f"path model needs n_steps >= 2, grid >= 2**(depth-1), channels >= 1; got n_steps="
                              f"{n_steps}, grid={grid}, depth={depth}, channels={channels}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise XattrError(f"prediction_type={prediction_type!r} is not one of {list(PREDICTION_TYPES)}")
         low, high = (float(v) for v in alpha_range)
         if not 0 < low < high:
             raise XattrError(f"alpha_range [{low}, {high}] must satisfy 0 < low < high, e.g. [0.1, 100]")
@@ -74,6 +92,7 @@ class PathUNet(nn.Module):
         self.width, self.depth, self.layers_per_block = int(width), int(depth), int(layers_per_block)
         self.alpha_range, self.seed = [low, high], int(seed)
         self.num_train_timesteps, self.beta_schedule = int(num_train_timesteps), str(beta_schedule)
+        self.prediction_type = str(prediction_type)
         planes = (self.n_steps - 1) * self.channels
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -89,7 +108,7 @@ class PathUNet(nn.Module):
         return {"n_steps": self.n_steps, "grid": self.grid, "channels": self.channels, "width": self.width,
                 "depth": self.depth, "layers_per_block": self.layers_per_block, "alpha_range": list(self.alpha_range),
                 "num_train_timesteps": self.num_train_timesteps, "beta_schedule": self.beta_schedule,
-                "seed": self.seed}
+                "prediction_type": self.prediction_type, "seed": self.seed}
 
     def alpha_label(self, alpha: torch.Tensor) -> torch.Tensor:
         """``1000·(log α − log low)/(log high − log low)`` ``[N]`` for concentrations ``alpha`` ``[N]``."""
@@ -97,9 +116,9 @@ class PathUNet(nn.Module):
         return 1000.0 * (alpha.double().log() - low) / (high - low)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """``ε̂`` ``[N, (K−1)·C', h, w]`` for noisy ``sample`` (same shape), ``timestep`` ``[N]`` and ``alpha`` ``[N]``."""
+        """``ε̂`` or ``v̂`` (``prediction_type``) ``[N, (K−1)·C', h, w]`` for noisy ``sample`` (same shape), ``timestep`` ``[N]`` and ``alpha`` ``[N]``."""
         label = self.alpha_label(alpha.to(sample.device)).to(sample.dtype)
         return self.unet(sample, timestep, class_labels=label).sample
 
 
-__all__ = ["PathUNet", "schedule_to_sample", "sample_to_schedule"]
+__all__ = ["PREDICTION_TYPES", "PathUNet", "schedule_to_sample", "sample_to_schedule"]

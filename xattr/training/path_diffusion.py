@@ -8,12 +8,13 @@ depend on any image, classifier or dataset: the model learns the SPI path prior,
 do not enter it. Times: ``spacing=uniform`` (``t_k = k/K``; default) or ``arc_length`` of the draw with unit
 ``x − b`` (the authors' spacing for an image whose features all move by 1).
 
-Loss: ε-prediction ``‖ε − ε̂(√ᾱ_t u_0 + √(1−ᾱ_t) ε, t, α)‖²`` with diffusers' ``DDPMScheduler.add_noise``
+Loss: ``‖g − ĝ(√ᾱ_t u_0 + √(1−ᾱ_t) ε, t, α)‖²`` with diffusers' ``DDPMScheduler.add_noise``, the goal ``g`` the
+velocity ``v = √ᾱ_t ε − √(1−ᾱ_t) u_0`` (``prediction_type=v_prediction``, default; ``get_velocity``) or ``ε``
 (``u_0 = 2S_{1…K−1} − 1``, :func:`xattr.nets.path_unet.schedule_to_sample`), ``t`` uniform in
 ``[0, num_train_timesteps)``. Adam, EMA weights, resumable every ``save_every`` steps, tqdm, loss-curve PNG
 (:class:`~xattr.training._loop.ResumableSteps`); every draw of a batch position (bank index, ``t``, ε) comes from its
 own generator seeded by ``(seed, step, position)``. Checkpoint
-``<cache_dir>/path_models/sbp-g<h>-K<K>-c<C'>-a<low>_<high>-<spacing>-b<breaks>-<leftover>-w<width>d<depth>.pt``.
+``<cache_dir>/path_models/sbp-g<h>-K<K>-c<C'>-a<low>_<high>-<spacing>-b<breaks>-<leftover>-w<width>d<depth>-<v|eps>.pt``.
 Defaults: ``conf/task/path_diffusion.yaml`` (:class:`PathDiffusionTrainer`).
 """
 
@@ -40,11 +41,11 @@ SPACINGS = ("uniform", "arc_length")
 
 
 def ddpm_scheduler(net: PathUNet):
-    """The diffusers ``DDPMScheduler`` ``net`` was trained with (ε-prediction, its noise schedule)."""
+    """The diffusers ``DDPMScheduler`` ``net`` was trained with (its prediction type and noise schedule)."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
-                         prediction_type="epsilon", clip_sample=False)
+                         prediction_type=net.prediction_type, clip_sample=False)
 
 
 def draw_schedule(grid: int, n_steps: int, channels: int, alpha: float, seed: int, n_breaks: int = 1000,
@@ -100,6 +101,7 @@ class PathDiffusionTrainer(Trainer):
     layers_per_block: int
     num_train_timesteps: int
     beta_schedule: str
+    prediction_type: str
 
     @property
     def channels(self) -> int:
@@ -110,12 +112,13 @@ class PathDiffusionTrainer(Trainer):
         low, high = (float(v) for v in self.alpha_range)
         return PathUNet(n_steps=self.n_steps, grid=self.grid, channels=self.channels, width=self.width,
                         depth=self.depth, layers_per_block=self.layers_per_block, alpha_range=[low, high],
-                        num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule, seed=seed)
+                        num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
+                        prediction_type=self.prediction_type, seed=seed)
 
     def checkpoint(self, cache_dir: str | Path) -> Path:
         low, high = (float(v) for v in self.alpha_range)
         return path_model_path(cache_dir, self.grid, self.n_steps, self.channels, (low, high), self.spacing,
-                               self.n_breaks, self.leftover, self.width, self.depth)
+                               self.n_breaks, self.leftover, self.width, self.depth, self.prediction_type)
 
     def fit(self, *, seed: int = 0, checkpoint: Path | None = None, meta: dict | None = None, progress: bool = True,
             device: str | torch.device = "cpu") -> PathUNet:
@@ -133,9 +136,11 @@ class PathDiffusionTrainer(Trainer):
         for step in loop:
             index, timestep, eps = self.draws(loop.generators(step), len(targets), targets.shape[1:])
             clean = targets[index].to(device)
-            noisy = scheduler.add_noise(clean, eps.to(device), timestep.to(device))
+            eps, timestep = eps.to(device), timestep.to(device)
+            noisy = scheduler.add_noise(clean, eps, timestep)
+            goal = scheduler.get_velocity(clean, eps, timestep) if self.prediction_type == "v_prediction" else eps
             with loop.autocast():
-                loss = (loop.model(noisy, timestep.to(device), alphas[index].to(device)) - eps.to(device)).pow(2).mean()
+                loss = (loop.model(noisy, timestep, alphas[index].to(device)) - goal).pow(2).mean()
             loop.update(step, loss)
         return loop.finish({**(meta or {}), "steps": self.steps,
                             "final_loss": loop.losses[-1] if loop.losses else None})
@@ -160,11 +165,17 @@ class PathDiffusionTrainer(Trainer):
         return path
 
 
+PREDICTION_TAGS = {"v_prediction": "v", "epsilon": "eps"}
+
+
 def path_model_path(cache_dir: str | Path, grid: int, n_steps: int, channels: int, alpha_range, spacing: str,
-                    n_breaks: int, leftover: str, width: int, depth: int) -> Path:
+                    n_breaks: int, leftover: str, width: int, depth: int, prediction_type: str = "v_prediction",
+                    ) -> Path:
     low, high = (float(v) for v in alpha_range)
+    if prediction_type not in PREDICTION_TAGS:
+        raise XattrError(f"prediction_type={prediction_type!r} is not one of {list(PREDICTION_TAGS)}")
     return (Path(cache_dir) / "path_models" / f"sbp-g{grid}-K{n_steps}-c{channels}-a{low:g}_{high:g}-{spacing}"
-            f"-b{n_breaks}-{leftover}-w{width}d{depth}.pt")
+            f"-b{n_breaks}-{leftover}-w{width}d{depth}-{PREDICTION_TAGS[prediction_type]}.pt")
 
 
 def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: str = "cpu", progress: bool = True,
