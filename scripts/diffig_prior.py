@@ -1,8 +1,8 @@
 """Prior fidelity of DiffIG's path model: unguided samples against fresh stick-breaking draws, per α.
 
 For each α: the mean and the across-pixel variance of ``S_k`` at ``k = 4, 8, 12`` (of ``K = 16``) and the share
-of flat increments (``|ΔS| < 0.01``), for 32 draws and 32 unguided DDIM samples (the sampler of ``method=diffig``:
-trailing timesteps, clipped clean estimate, the model's prediction type), each sample mapped to a schedule by
+of flat increments (``|ΔS| < 0.01``), for 32 draws and 32 unguided DDIM samples (``xattr.nets.path_unet.ddim_sample``, the
+sampler of ``method=diffig``), each sample mapped to a schedule by
 ``xattr.nets.path_unet.sample_to_schedule`` (isotonic projection) and, for comparison, by a cumulative max.
 
     PYTHONPATH=. python scripts/diffig_prior.py [--cache .cache] [--steps N] [--sampling-steps 20]
@@ -16,25 +16,8 @@ import argparse
 
 import torch
 
-from xattr.nets.path_unet import sample_to_schedule
+from xattr.nets.path_unet import ddim_sample, sample_to_schedule
 from xattr.training.path_diffusion import draw_schedule, load_or_train_path_model
-
-
-def unguided_samples(net, alpha: float, count: int, sampling_steps: int, seed: int) -> torch.Tensor:
-    """``count`` raw DDIM samples ``u`` ``[count, (K−1)·C', h, w]`` at concentration ``alpha``."""
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
-                              prediction_type=net.prediction_type, clip_sample=True, set_alpha_to_one=True,
-                              timestep_spacing="trailing")
-    scheduler.set_timesteps(sampling_steps)
-    planes = (net.n_steps - 1) * net.channels
-    u = torch.randn(count, planes, net.grid, net.grid, generator=torch.Generator().manual_seed(seed))
-    alphas = torch.full((count,), alpha)
-    with torch.no_grad():
-        for t in scheduler.timesteps.tolist():
-            u = scheduler.step(net(u, torch.full((count,), t), alphas), t, u, eta=0.0).prev_sample
-    return u
 
 
 def summary(schedules: torch.Tensor) -> str:
@@ -57,7 +40,9 @@ def main() -> None:
     for alpha in (0.1, 1.0, 10.0, 100.0):
         draws = torch.stack([draw_schedule(net.grid, net.n_steps, net.channels, alpha, 1000 + i)
                              for i in range(args.count)])
-        u = unguided_samples(net, alpha, args.count, args.sampling_steps, seed=1)
+        noise = torch.randn(args.count, (net.n_steps - 1) * net.channels, net.grid, net.grid,
+                            generator=torch.Generator().manual_seed(1))
+        u = ddim_sample(net, noise, torch.full((args.count,), alpha), args.sampling_steps)
         cummax = sample_to_schedule(u, net.n_steps)
         cummax[:, 1:-1] = torch.cummax(((u + 1) / 2).clamp(0, 1).view_as(cummax[:, 1:-1]), 1).values
         print(f"alpha {alpha:g}")

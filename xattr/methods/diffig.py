@@ -5,10 +5,8 @@ stick-breaking paths, guided sampling with user guidance) is our design (docs/pa
 Per image, ``n_paths`` paths:
 
 1. ``α`` log-uniform in the path model's ``alpha_range`` and a start noise, both seeded by the image content;
-2. DDIM (diffusers ``DDIMScheduler``, ``η = 0``, ``sampling_steps`` steps on ``trailing`` timesteps — the first
-   step at ``t = T − 1``, where the start noise is pure noise; diffusers' default ``leading`` spacing starts at
-   ``T − T/steps`` where the model expects some signal —, the clean estimate clipped to the data range ``[−1, 1]``,
-   the model's own ``prediction_type``) with the path model
+2. DDIM (:func:`xattr.nets.path_unet.ddim_sample`: ``η = 0``, ``sampling_steps`` trailing timesteps, the clean
+   estimate clipped to the data range ``[−1, 1]``, the model's own ``prediction_type``) with the path model
    (:class:`xattr.nets.path_unet.PathUNet`, trained by ``xattr train task=path_diffusion``) gives a schedule
    ``S [K+1, C', h, w]`` through the monotone map :func:`~xattr.nets.path_unet.sample_to_schedule`;
 3. **guidance** (reconstruction guidance on the predicted clean schedule): at every DDIM step the clean estimate
@@ -42,7 +40,7 @@ from xattr.methods._path_method import PathMethod
 from xattr.methods.base import CACHE_SEED, AttributionMethod, RunContext
 from xattr.models.spec import input_normalization
 from xattr.models.standardise import standardiser
-from xattr.nets.path_unet import PathUNet, sample_to_schedule
+from xattr.nets.path_unet import PathUNet, ddim_sample, sample_to_schedule
 from xattr.paths import SchedulePath, make_baseline, path_attribution, refine_schedule, sample_alpha
 from xattr.paths.baselines import BASELINES
 from xattr.paths.integrate import OUTPUTS, RULES, check_choice, class_score, gradient_session
@@ -57,24 +55,6 @@ REGION_MODES = ("early", "late")
 
 
 # ------------------------------------------------------------------------------------------------ energies
-
-
-def clean_estimate(out: torch.Tensor, u: torch.Tensor, a_bar: float, prediction_type: str) -> torch.Tensor:
-    """``û_0`` clipped to ``[−1, 1]`` from the model output ``out`` at ``u_t`` (same shape): ``√ᾱ u − √(1−ᾱ) v̂``
-    (``v_prediction``) or ``(u − √(1−ᾱ) ε̂)/√ᾱ`` (``epsilon``)."""
-    if prediction_type == "v_prediction":
-        clean = math.sqrt(a_bar) * u - math.sqrt(1 - a_bar) * out
-    else:
-        clean = (u - math.sqrt(1 - a_bar) * out) / math.sqrt(a_bar)
-    return clean.clamp(-1, 1)
-
-
-def output_for_clean(clean: torch.Tensor, u: torch.Tensor, a_bar: float, prediction_type: str) -> torch.Tensor:
-    """The model output that :func:`clean_estimate` maps to ``clean`` at ``u_t`` (inverse of its unclipped form):
-    ``v = (√ᾱ u − û_0)/√(1−ᾱ)`` or ``ε = (u − √ᾱ û_0)/√(1−ᾱ)``."""
-    if prediction_type == "v_prediction":
-        return (math.sqrt(a_bar) * u - clean) / math.sqrt(1 - a_bar)
-    return (u - math.sqrt(a_bar) * clean) / math.sqrt(1 - a_bar)
 
 
 def smoothness_energy(schedule: torch.Tensor) -> torch.Tensor:
@@ -302,26 +282,12 @@ class DiffIG(PathMethod):
     def sample(self, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor,
                ) -> tuple[torch.Tensor, dict[str, int]]:
         """Guided DDIM sampling (module docstring): schedules ``[B, N, K+1, C', h, w]`` and the passes per image."""
-        from diffusers import DDIMScheduler
-
         net = self.path_net
-        scheduler = DDIMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
-                                  prediction_type=net.prediction_type, clip_sample=True, set_alpha_to_one=True,
-                                  timestep_spacing="trailing")
-        scheduler.set_timesteps(self.sampling_steps)
         alphas, u = self.start(x)
-        device = next(net.parameters()).device
-        alphas, u = alphas.to(device), u.to(device)
         counts = {"guidance": 0, "denoiser": 0}
         guide = self._guide_context(x, baseline, target) if any(self.weight(e) for e in ENERGIES) else None
-        a_bars = scheduler.alphas_cumprod.tolist()  # one host read, not one per step
-        with eval_mode(net):
-            for i, t in enumerate(scheduler.timesteps.tolist()):
-                out = net(u, torch.full((u.shape[0],), t, device=device), alphas)
-                if guide is not None:
-                    clean = self._guided(clean_estimate(out, u, a_bars[t], net.prediction_type), i, guide, counts)
-                    out = output_for_clean(clean, u, a_bars[t], net.prediction_type)
-                u = scheduler.step(out, t, u, eta=0.0).prev_sample
+        step_guide = None if guide is None else lambda clean, i: self._guided(clean, i, guide, counts)
+        u = ddim_sample(net, u, alphas, self.sampling_steps, step_guide)
         schedules = sample_to_schedule(u, net.n_steps).to(x.device)
         return schedules.view(x.shape[0], self.n_paths, *schedules.shape[1:]), counts
 

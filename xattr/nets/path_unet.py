@@ -34,14 +34,22 @@ tends to ``−u_0`` there, so the network predicts the mean directly. ``epsilon`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 
 from xattr.errors import XattrError
+from xattr.utils.hooks import eval_mode
 from xattr.utils.isotonic import isotonic_regression
 
-PREDICTION_TYPES = ("v_prediction", "epsilon")
+PREDICTION_TYPES = {"v_prediction": "v", "epsilon": "eps"}  # prediction type -> its tag in checkpoint names
+
+
+def check_prediction_type(prediction_type: str) -> None:
+    """Raise the one-line :class:`XattrError` unless ``prediction_type`` is a key of :data:`PREDICTION_TYPES`."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise XattrError(f"prediction_type={prediction_type!r} is not one of {list(PREDICTION_TYPES)}")
 
 
 def schedule_to_sample(schedule: torch.Tensor) -> torch.Tensor:
@@ -83,8 +91,7 @@ class PathUNet(nn.Module):
         if int(n_steps) < 2 or int(grid) < 2 ** (int(depth) - 1) or int(channels) < 1:
             raise XattrError(f"path model needs n_steps >= 2, grid >= 2**(depth-1), channels >= 1; got n_steps="
                              f"{n_steps}, grid={grid}, depth={depth}, channels={channels}")
-        if prediction_type not in PREDICTION_TYPES:
-            raise XattrError(f"prediction_type={prediction_type!r} is not one of {list(PREDICTION_TYPES)}")
+        check_prediction_type(prediction_type)
         low, high = (float(v) for v in alpha_range)
         if not 0 < low < high:
             raise XattrError(f"alpha_range [{low}, {high}] must satisfy 0 < low < high, e.g. [0.1, 100]")
@@ -121,4 +128,53 @@ class PathUNet(nn.Module):
         return self.unet(sample, timestep, class_labels=label).sample
 
 
-__all__ = ["PREDICTION_TYPES", "PathUNet", "schedule_to_sample", "sample_to_schedule"]
+def clean_estimate(out: torch.Tensor, u: torch.Tensor, a_bar: float, prediction_type: str) -> torch.Tensor:
+    """``û_0`` clipped to ``[−1, 1]`` from the model output ``out`` at ``u_t`` (same shape): ``√ᾱ u − √(1−ᾱ) v̂``
+    (``v_prediction``) or ``(u − √(1−ᾱ) ε̂)/√ᾱ`` (``epsilon``)."""
+    if prediction_type == "v_prediction":
+        clean = math.sqrt(a_bar) * u - math.sqrt(1 - a_bar) * out
+    else:
+        clean = (u - math.sqrt(1 - a_bar) * out) / math.sqrt(a_bar)
+    return clean.clamp(-1, 1)
+
+
+def output_for_clean(clean: torch.Tensor, u: torch.Tensor, a_bar: float, prediction_type: str) -> torch.Tensor:
+    """The model output that :func:`clean_estimate` maps to ``clean`` at ``u_t`` (inverse of its unclipped form):
+    ``v = (√ᾱ u − û_0)/√(1−ᾱ)`` or ``ε = (u − √ᾱ û_0)/√(1−ᾱ)``."""
+    if prediction_type == "v_prediction":
+        return (math.sqrt(a_bar) * u - clean) / math.sqrt(1 - a_bar)
+    return (u - math.sqrt(a_bar) * clean) / math.sqrt(1 - a_bar)
+
+
+@torch.no_grad()
+def ddim_sample(net: PathUNet, noise: torch.Tensor, alpha: torch.Tensor, sampling_steps: int,
+                guide: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
+    """Deterministic DDIM (diffusers ``DDIMScheduler``, ``η = 0``) from ``noise`` ``[N, (K−1)·C', h, w]`` at
+    concentrations ``alpha`` ``[N]``: the raw samples ``u`` (same shape; :func:`sample_to_schedule` maps them).
+
+    ``trailing`` timesteps (the first step at ``t = T − 1``, where ``noise`` is pure noise; diffusers' default
+    ``leading`` starts at ``T − T/steps``, where the model expects some signal: Lin et al. 2024, "Common Diffusion
+    Noise Schedules and Sample Steps are Flawed", arXiv 2305.08891), the clean estimate clipped to ``[−1, 1]``,
+    the model's ``prediction_type``. ``guide(û_0, step) -> û_0`` (same shape) replaces the clean estimate at every
+    step, and the step continues with the model output that matches it (:func:`output_for_clean`)."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
+                              prediction_type=net.prediction_type, clip_sample=True, set_alpha_to_one=True,
+                              timestep_spacing="trailing")
+    scheduler.set_timesteps(int(sampling_steps))
+    device = next(net.parameters()).device
+    u, alpha = noise.to(device), alpha.to(device)
+    a_bars = scheduler.alphas_cumprod.tolist()  # one host read, not one per step
+    with eval_mode(net):
+        for i, t in enumerate(scheduler.timesteps.tolist()):
+            out = net(u, torch.full((u.shape[0],), t, device=device), alpha)
+            if guide is not None:
+                clean = guide(clean_estimate(out, u, a_bars[t], net.prediction_type), i)
+                out = output_for_clean(clean, u, a_bars[t], net.prediction_type)
+            u = scheduler.step(out, t, u, eta=0.0).prev_sample
+    return u
+
+
+__all__ = ["PREDICTION_TYPES", "check_prediction_type", "PathUNet", "schedule_to_sample", "sample_to_schedule",
+           "clean_estimate", "output_for_clean", "ddim_sample"]

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
-from xattr.nets.path_unet import PathUNet, schedule_to_sample
+from xattr.nets.path_unet import PREDICTION_TYPES, PathUNet, check_prediction_type, schedule_to_sample
 from xattr.paths.stick_breaking import StickBreakingDraw, sample_alpha
 from xattr.training import distributed
 from xattr.training._loop import ResumableSteps, Trainer, network_from_state, sample_seed
@@ -165,17 +165,13 @@ class PathDiffusionTrainer(Trainer):
         return path
 
 
-PREDICTION_TAGS = {"v_prediction": "v", "epsilon": "eps"}
-
-
 def path_model_path(cache_dir: str | Path, grid: int, n_steps: int, channels: int, alpha_range, spacing: str,
                     n_breaks: int, leftover: str, width: int, depth: int, prediction_type: str = "v_prediction",
                     ) -> Path:
     low, high = (float(v) for v in alpha_range)
-    if prediction_type not in PREDICTION_TAGS:
-        raise XattrError(f"prediction_type={prediction_type!r} is not one of {list(PREDICTION_TAGS)}")
+    check_prediction_type(prediction_type)
     return (Path(cache_dir) / "path_models" / f"sbp-g{grid}-K{n_steps}-c{channels}-a{low:g}_{high:g}-{spacing}"
-            f"-b{n_breaks}-{leftover}-w{width}d{depth}-{PREDICTION_TAGS[prediction_type]}.pt")
+            f"-b{n_breaks}-{leftover}-w{width}d{depth}-{PREDICTION_TYPES[prediction_type]}.pt")
 
 
 def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: str = "cpu", progress: bool = True,
