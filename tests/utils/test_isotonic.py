@@ -36,3 +36,21 @@ def test_a_decreasing_pair_pools_to_its_mean_and_the_gradient_is_spread_over_the
     torch.testing.assert_close(fitted.detach(), torch.tensor([[0.0, 2.0, 2.0, 4.0]]))
     fitted[0, 1].backward()
     torch.testing.assert_close(y.grad, torch.tensor([[0.0, 0.5, 0.5, 0.0]]))
+
+
+def test_tied_inputs_pool_whatever_their_round_off():
+    """Clipped schedules hold runs of equal values: the gradient must not follow float round-off (it did under the
+    min–max formula's argmin, which made DiffIG's guided maps depend on the batch)."""
+    tied = torch.tensor([[0.2, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0]])
+    for noise in ([0.0] * 7, [0.0, 3e-8, -6e-8, 1e-8, 0.0, -2e-8, 2e-8], [0.0, -3e-8, 6e-8, 0.0, 0.0, 2e-8, -1e-8]):
+        y = (tied + torch.tensor([noise])).requires_grad_(True)
+        fitted = isotonic_regression(y)
+        (fitted[0, 2] + 10 * fitted[0, 6]).backward()
+        torch.testing.assert_close(fitted.detach(), torch.tensor([[0.2, 0.875, 0.875, 0.875, 0.875, 1.0, 1.0]]))
+        torch.testing.assert_close(y.grad, torch.tensor([[0.0, 0.25, 0.25, 0.25, 0.25, 5.0, 5.0]]))
+
+
+def test_float32_equals_scikit_learn_and_pools_equal_runs():
+    y = torch.randn(100, 15, generator=torch.Generator().manual_seed(3)).clamp(-0.5, 0.5)
+    reference = np.stack([IsotonicRegression().fit_transform(np.arange(15), row) for row in y.double().numpy()])
+    np.testing.assert_allclose(isotonic_regression(y).numpy(), reference, rtol=0, atol=1e-6)
