@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -67,7 +69,8 @@ def test_bank_is_reproducible_and_alpha_in_range():
     check_schedule(s1, dim=1)
 
 
-def test_fit_writes_checkpoint_and_loss_curve_and_the_cache_loads_it(tmp_path, monkeypatch):
+def test_fit_writes_checkpoint_and_loss_curve_and_the_cache_loads_it(tmp_path, monkeypatch, caplog):
+    """Other training values (steps, lr: not in the cache name) load the entry as it is, with one warning."""
     net = load_or_train_path_model(tmp_path, progress=False, **TINY)
     path = PathDiffusionTrainer.from_conf(**TINY).filled().checkpoint(tmp_path)
     assert path.exists() and path.with_suffix(".loss.png").exists() and not path.with_suffix(".partial.pt").exists()
@@ -78,9 +81,14 @@ def test_fit_writes_checkpoint_and_loss_curve_and_the_cache_loads_it(tmp_path, m
         raise AssertionError("trained again instead of loading the cache entry")
 
     monkeypatch.setattr(PathDiffusionTrainer, "fit", no_training)
-    again = load_or_train_path_model(tmp_path, progress=False, **TINY)
-    for p, q in zip(net.state_dict().values(), again.state_dict().values()):
-        assert torch.equal(p, q)
+    with caplog.at_level(logging.WARNING, logger="xattr.training"):
+        again = load_or_train_path_model(tmp_path, progress=False, **TINY)
+        assert not [r for r in caplog.records if "trained with" in r.getMessage()]
+        longer = load_or_train_path_model(tmp_path, progress=False, **{**TINY, "steps": 5, "lr": 0.01})
+    for p, q, r in zip(net.state_dict().values(), again.state_dict().values(), longer.state_dict().values()):
+        assert torch.equal(p, q) and torch.equal(p, r)
+    warnings = [r.getMessage() for r in caplog.records if "trained with" in r.getMessage()]
+    assert len(warnings) == 1 and "steps=3 (asked 5)" in warnings[0] and "lr=0.001 (asked 0.01)" in warnings[0]
 
 
 def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):

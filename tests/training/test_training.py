@@ -102,12 +102,12 @@ def test_cached_denoiser_trained_for_other_steps_is_reported(tmp_path, caplog):
     data = ShapesDataset("train", image_size=16, length=4, n_samples=None)
     tiny = {"width": 4, "depth": 2, "train_size": 4, "batch_size": 2, "save_every": 10}
     load_or_train_denoiser(data, tmp_path, "shapes", 16, steps=1, **tiny)
-    with caplog.at_level(logging.WARNING, logger="xattr.training.denoiser"):
+    with caplog.at_level(logging.WARNING, logger="xattr.training"):
         load_or_train_denoiser(data, tmp_path, "shapes", 16, steps=1, **tiny)
-        assert not [r for r in caplog.records if "trained for" in r.getMessage()]
+        assert not [r for r in caplog.records if "trained with" in r.getMessage()]
         load_or_train_denoiser(None, tmp_path, "shapes", 16, steps=4, **tiny)
-    warnings = [r.getMessage() for r in caplog.records if "trained for" in r.getMessage()]
-    assert len(warnings) == 1 and "1 steps, not the 4 asked for" in warnings[0]
+    warnings = [r.getMessage() for r in caplog.records if "trained with" in r.getMessage()]
+    assert len(warnings) == 1 and "steps=1 (asked 4)" in warnings[0]
 
 
 @pytest.mark.parametrize("task", ["alpha_unet", "contrastive", "denoiser", "path_diffusion", "t2i"])

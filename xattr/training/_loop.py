@@ -328,6 +328,23 @@ def load_network(path: str | Path, network_cls: type, task: str, device: str = "
     return network_from_state(cache.read(path, task), path, network_cls, task, device)
 
 
+def warn_if_other_recipe(path: Path, state: dict, asked: dict, what: str) -> None:
+    """One warning when the cached checkpoint ``state`` (read from ``path``) was trained with other values of the
+    keys in ``asked`` (e.g. ``steps``) than asked for: cache names hold the architecture only, so
+    ``method.<network>.steps=N`` alone selects no other entry and trains none — give another ``paths.cache_dir``."""
+    meta = state.get("meta") or {}
+    differ = [f"{key}={meta[key]!r} (asked {value!r})" for key, value in asked.items()
+              if key in meta and value is not None and _as_plain(meta[key]) != _as_plain(value)]
+    if differ:
+        log.warning("cached %s %s was trained with %s: it is used as it is (the cache name does not hold these; give "
+                    "another paths.cache_dir to train the one asked for)", what, path, ", ".join(differ))
+
+
+def _as_plain(value):
+    """Lists for tuples (a YAML list and a tuple of the same values compare equal)."""
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
 def network_from_state(state: dict, path: str | Path, network_cls: type, task: str,
                        device: str = "cpu") -> torch.nn.Module:
     """The network of a checkpoint already read from ``path`` (:func:`load_network` without reading it again)."""

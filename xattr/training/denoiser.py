@@ -35,6 +35,7 @@ from xattr.training._loop import (
     materialise,
     network_from_state,
     training_split,
+    warn_if_other_recipe,
 )
 from xattr.utils import cache
 
@@ -152,7 +153,7 @@ def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: s
         if not path.exists():
             return None
         state = cache.read(path, "denoiser")  # read once: its meta for the check, its weights for the network
-        _warn_if_other_steps(path, state, trainer.steps)
+        warn_if_other_recipe(path, state, {"steps": trainer.steps}, "denoiser")
         return network_from_state(state, path, Denoiser, "denoiser", device)
 
     def train(path: Path) -> Denoiser:
@@ -166,17 +167,6 @@ def load_or_train_denoiser(train_dataset, cache_dir: str | Path, dataset_name: s
         return load(path)
 
     return cache.load_or_build(trainer.checkpoint(cache_dir, dataset_name, image_size), load, train)
-
-
-def _warn_if_other_steps(path: Path, state: dict, steps: int) -> None:
-    """One warning when the cached denoiser ``state`` (read from ``path``) was trained for other ``steps`` than
-    asked: the checkpoint's name holds the dataset, size, width, depth and space only, so
-    ``method.denoiser.steps=N`` alone does not select (nor train) another entry — use another ``paths.cache_dir``."""
-    trained = (state.get("meta") or {}).get("steps")
-    if trained is not None and int(trained) != int(steps):
-        log.warning("cached denoiser %s was trained for %s steps, not the %d asked for: it is used as it is "
-                    "(the cache name does not hold the steps; give another paths.cache_dir to train a %d-step one)",
-                    path, trained, steps, steps)
 
 
 __all__ = ["DenoiserTrainer", "denoiser_path", "train_denoiser", "load_denoiser", "load_or_train_denoiser"]

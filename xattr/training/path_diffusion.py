@@ -31,7 +31,13 @@ from xattr.errors import XattrError
 from xattr.nets.path_unet import PREDICTION_TYPES, PathUNet, check_prediction_type, schedule_to_sample
 from xattr.paths.stick_breaking import StickBreakingDraw, sample_alpha
 from xattr.training import distributed
-from xattr.training._loop import ResumableSteps, Trainer, network_from_state, sample_seed
+from xattr.training._loop import (
+    ResumableSteps,
+    Trainer,
+    network_from_state,
+    sample_seed,
+    warn_if_other_recipe,
+)
 from xattr.utils import cache
 from xattr.utils.seed import make_generator
 
@@ -183,7 +189,9 @@ def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: st
     def load(path: Path) -> PathUNet | None:
         if not path.exists():
             return None
-        return network_from_state(cache.read(path, "path_diffusion"), path, PathUNet, "path_diffusion", device)
+        state = cache.read(path, "path_diffusion")  # read once: its meta for the check, its weights for the network
+        warn_if_other_recipe(path, state, trainer.hparams(), "path diffusion model")
+        return network_from_state(state, path, PathUNet, "path_diffusion", device)
 
     def train(path: Path) -> PathUNet:
         log.warning("no path diffusion model at %s: training it now (%d steps, cached for later runs)", path,
