@@ -5,6 +5,11 @@
 - ``smoothness``: weights 0 / 0.1 / 0.3 — total variation of the normalised pixel map ``|A| / Σ|A|``;
 - ``faithfulness``: weights 0 / 0.1 / 0.3 — insertion AUC (blur substrate, 5 % steps) and DiffID.
 
+Two columns measure the sampled paths themselves, before any gradient: ``path_contrast`` (mean ``S`` inside the
+object mask minus outside, over ``k``: what ``region`` pushes up for ``early``) and ``path_tv`` (the schedules' total
+variation over the grid: what ``smoothness`` pushes down). They tell whether guidance did what it was asked on
+the path, apart from whether the path's change shows in the map.
+
 Each guided setting is compared with the unguided one on the same images: mean ± standard error of the paired
 difference. Cheap settings (``--n-paths 2 --n-steps 64 --sampling-steps 10``) keep it under 5 minutes on 2 CPU cores.
 
@@ -22,7 +27,7 @@ from pathlib import Path
 import torch
 
 from xattr.data import ShapesDataset
-from xattr.methods.diffig import DiffIG
+from xattr.methods.diffig import DiffIG, region_energy, smoothness_energy
 from xattr.metrics.diffid import DiffID
 from xattr.metrics.insertion import Insertion
 from xattr.training.classifier import load_trained_classifier
@@ -32,9 +37,12 @@ SETTINGS = {
     "unguided": {},
     "region early on object": {"region": {"weight": 0.3, "mode": "early"}},
     "region late on object": {"region": {"weight": 0.3, "mode": "late"}},
+    "region early on object, weight 1": {"region": {"weight": 1.0, "mode": "early"}},
+    "region late on object, weight 1": {"region": {"weight": 1.0, "mode": "late"}},
     "region early on background": {"region": {"weight": 0.3, "mode": "early", "background": True}},
     "smoothness 0.1": {"smoothness": {"weight": 0.1}},
     "smoothness 0.3": {"smoothness": {"weight": 0.3}},
+    "smoothness 1": {"smoothness": {"weight": 1.0}},
     "faithfulness 0.1": {"faithfulness": {"weight": 0.1}},
     "faithfulness 0.3": {"faithfulness": {"weight": 0.3}},
 }
@@ -51,6 +59,28 @@ def map_tv(maps: torch.Tensor) -> torch.Tensor:
     mass = maps.abs().sum(1)
     mass = mass / mass.flatten(1).sum(1).clamp_min(1e-30).view(-1, 1, 1)
     return (mass.diff(dim=1).abs().flatten(1).sum(1) + mass.diff(dim=2).abs().flatten(1).sum(1))
+
+
+def path_measures(schedules: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(path_contrast, path_tv)`` per image ``[B]`` of sampled schedules ``[B, N, K+1, C', h, w]`` (mask
+    ``[B,1,H,W]``, averaged onto the schedule's grid), each the mean over the ``N`` paths."""
+    b, n = schedules.shape[:2]
+    flat = schedules.flatten(0, 1)
+    grid_mask = torch.nn.functional.adaptive_avg_pool2d(mask, flat.shape[-2:]).repeat_interleave(n, 0)
+    contrast = -region_energy(flat, grid_mask, "early").view(b, n).mean(1)
+    return contrast, smoothness_energy(flat).view(b, n).mean(1)
+
+
+def recording_sampler(method: DiffIG, into: list):
+    """``method.sample`` that also appends the schedules it returns to ``into``."""
+    sample = method.sample
+
+    def recorded(*args, **kwargs):
+        schedules, counts = sample(*args, **kwargs)
+        into.append(schedules.detach())
+        return schedules, counts
+
+    return recorded
 
 
 def paired(values: torch.Tensor, base: torch.Tensor) -> str:
@@ -105,15 +135,19 @@ def main() -> None:
         method = DiffIG(model, n_paths=args.n_paths, n_steps=args.n_steps, sampling_steps=args.sampling_steps,
                         energies=energies, seed=args.seed)
         method.path_net = path_net
+        sampled = []
+        method.sample = recording_sampler(method, sampled)
         maps = torch.cat([method.attribute_with_mask(x[i:i + 4], target[i:i + 4],
                                                      (1 - mask if background else mask)[i:i + 4])
                           for i in range(0, len(x), 4)])
-        scores[name] = {"mask_share": mask_share(maps, mask), "map_tv": map_tv(maps),
+        contrast, tv = path_measures(torch.cat(sampled), mask)
+        scores[name] = {"path_contrast": contrast, "path_tv": tv, "mask_share": mask_share(maps, mask),
+                        "map_tv": map_tv(maps),
                         "insertion": insertion(model, x, maps, target),
                         "diffid": diffid(model, x, maps, target)["diffid"]}
         print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
     base = scores["unguided"]
-    header = ["setting", "mask_share", "map_tv", "insertion", "diffid"]
+    header = ["setting", "path_contrast", "path_tv", "mask_share", "map_tv", "insertion", "diffid"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, score in scores.items():
         cells = [f"{float(score[k].mean()):.4f}" + ("" if name == "unguided" else f" ({paired(score[k], base[k])})")
