@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from xattr.errors import XattrError
 from xattr.methods.diffig import DiffIG, region_energy, smoothness_energy, waypoint_indices
-from xattr.nets.path_unet import PathUNet
+from xattr.nets.path_unet import PathUNet, ddim_sample, image_on_grid
 from xattr.nets.unet import Denoiser
 from xattr.paths import check_schedule, refine_schedule
 
@@ -184,12 +184,12 @@ class PointMass(nn.Module):
 
         self.n_steps, self.grid, self.channels, self.alpha_range = 4, 4, 1, [0.1, 100.0]
         self.num_train_timesteps, self.beta_schedule = 1000, "squaredcos_cap_v2"
-        self.prediction_type = prediction_type
+        self.prediction_type, self.image_channels = prediction_type, 0
         self.target = target
         self.a_bar = ddpm_scheduler(self).alphas_cumprod
         self.dummy = nn.Parameter(torch.zeros(1))
 
-    def forward(self, u, t, alpha):
+    def forward(self, u, t, alpha, image=None):
         a = self.a_bar[t].view(-1, 1, 1, 1).to(u)
         eps = (u - a.sqrt() * self.target) / (1 - a).sqrt()
         return a.sqrt() * eps - (1 - a).sqrt() * self.target if self.prediction_type == "v_prediction" else eps
@@ -209,3 +209,22 @@ def test_the_sampler_returns_the_data_of_an_exact_denoiser(data, prediction_type
                                rtol=0, atol=1e-3)
     m.energies["smoothness"]["weight"] = 1e-9  # the guided branch, with a negligible step: the same point
     torch.testing.assert_close(m.sample(x, torch.zeros_like(x), target)[0], s, rtol=0, atol=1e-3)
+
+
+def test_an_image_conditioned_path_model_is_trained_for_the_classifier_and_conditions_the_paths(data, tmp_path):
+    from xattr.methods.base import RunContext
+
+    x, target = data
+    train = [{"image": torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(i))} for i in range(4)]
+    tiny = {"steps": 2, "batch_size": 2, "train_size": 4, "grid": 4, "n_steps": 4, "n_breaks": 20, "width": 8,
+            "image_conditioned": True, "candidates": 2}
+    m = DiffIG(Linear(), n_paths=2, n_steps=8, sampling_steps=4, path_model=tiny)
+    m.prepare(RunContext(train_dataset=train, cache_dir=tmp_path, model_name="linear", dataset_name="noise",
+                         device="cpu", seed=0))
+    assert m.path_net.image_channels == 3
+    assert list((tmp_path / "path_models").glob("*-img-linear-noise-64-m2.pt"))  # no spec: 64 px (_input_size)
+    noise, alpha = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2)), torch.ones(2)
+    own = ddim_sample(m.path_net, noise, alpha, 4, image=image_on_grid(x, 4))
+    other = ddim_sample(m.path_net, noise, alpha, 4, image=image_on_grid(x.flip(0), 4))
+    assert not torch.allclose(own, other)  # same noise and alpha, other image: other paths
+    assert m.attribute(x, target).shape == (2, 3, 8, 8)

@@ -8,10 +8,12 @@ import logging
 import pytest
 import torch
 
-from xattr.nets.path_unet import PathUNet, sample_to_schedule, schedule_to_sample
+from xattr.errors import XattrError
+from xattr.nets.path_unet import PathUNet, image_on_grid, sample_to_schedule, schedule_to_sample
 from xattr.paths import check_schedule
 from xattr.training.path_diffusion import (
     PathDiffusionTrainer,
+    best_of_draws,
     draw_bank,
     draw_schedule,
     load_or_train_path_model,
@@ -112,3 +114,56 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypat
     resumed = trainer.fit(checkpoint=tmp_path / "b.pt", progress=False)
     for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(p, q)
+
+
+class LeftHalfReader(torch.nn.Module):
+    """Class 0's logit is 10 × the mean of the left half of the image minus 5; class 1's is 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x):
+        left = x[..., : x.shape[-1] // 2].mean((1, 2, 3))
+        return torch.stack([self.scale * left - 5, torch.zeros_like(left)], 1)
+
+
+def half_first(k_steps: int, left_first: bool) -> torch.Tensor:
+    """A 4×4-grid schedule ``[K+1, 1, 4, 4]`` revealing one half at ``k = 1`` and the other at ``k = K``."""
+    s = torch.zeros(k_steps + 1, 1, 4, 4)
+    first = (slice(None), slice(0, 2)) if left_first else (slice(None), slice(2, 4))
+    s[1:, 0][(slice(None), *first)] = 1
+    s[-1] = 1
+    return s
+
+
+def test_best_of_draws_picks_the_draw_that_reveals_what_the_classifier_reads_first():
+    bank = torch.stack([half_first(4, left_first=False), half_first(4, left_first=True)])
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.8
+    best = best_of_draws(LeftHalfReader(), images, bank, candidates=2, seed=0, progress=False)
+    assert best.tolist() == [1, 1, 1]
+
+
+def test_an_image_conditioned_net_reads_the_image_and_asks_for_it():
+    net = PathUNet(n_steps=4, grid=4, width=8, image_channels=3)
+    u, t, a = torch.randn(2, 3, 4, 4), torch.tensor([500, 500]), torch.tensor([1.0, 1.0])
+    images = image_on_grid(torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), 4)
+    with torch.no_grad():
+        assert not torch.allclose(net(u, t, a, images), net(u, t, a, -images))
+    with pytest.raises(XattrError, match="image-conditioned"):
+        net(u, t, a)
+
+
+def test_image_conditioned_training_is_cached_per_source_and_needs_a_classifier(tmp_path):
+    from xattr.data import ShapesDataset
+
+    hparams = {**TINY, "image_conditioned": True, "candidates": 2}
+    data = ShapesDataset("train", image_size=16, length=4, n_samples=None)
+    with pytest.raises(XattrError, match="classifier"):
+        load_or_train_path_model(tmp_path, progress=False, image_source="left-shapes-16", **hparams)
+    net = load_or_train_path_model(tmp_path, progress=False, classifier=LeftHalfReader(), train_dataset=data,
+                                   image_source="left-shapes-16", **hparams)
+    assert net.image_channels == 3
+    path = PathDiffusionTrainer.from_conf(**hparams).filled().checkpoint(tmp_path, "left-shapes-16")
+    assert path.exists() and path.name.endswith("-img-left-shapes-16-m2.pt")
+    assert not PathDiffusionTrainer.from_conf(**TINY).filled().checkpoint(tmp_path).exists()

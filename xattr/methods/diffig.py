@@ -23,7 +23,10 @@ Per image, ``n_paths`` paths:
    DiffIG = the mean over the paths. ``diagnostics()``: completeness error, classifier passes (forward-backward)
    per image, of which guidance, and denoiser passes.
 
-All weights 0: unguided DiffIG, a learned SPI prior (the stick-breaking draws depend on no image).
+All weights 0: unguided DiffIG, a learned SPI prior (the stick-breaking draws depend on no image). With
+``path_model.image_conditioned=true`` (our guess) the path model also reads the image on its grid and was trained
+on the best of ``candidates`` draws per training image by the faithfulness energy for this classifier (trained on
+first use; :mod:`xattr.training.path_diffusion`): unguided sampling is then per image.
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ from xattr.methods._path_method import PathMethod
 from xattr.methods.base import CACHE_SEED, AttributionMethod, RunContext
 from xattr.models.spec import input_normalization
 from xattr.models.standardise import standardiser
-from xattr.nets.path_unet import PathUNet, ddim_sample, sample_to_schedule
+from xattr.nets.path_unet import PathUNet, ddim_sample, image_on_grid, sample_to_schedule
 from xattr.paths import SchedulePath, make_baseline, path_attribution, refine_schedule, sample_alpha
 from xattr.paths.baselines import BASELINES
-from xattr.paths.integrate import OUTPUTS, RULES, check_choice, class_score, gradient_session
+from xattr.paths.energies import faithfulness_energy, waypoints_at
+from xattr.paths.integrate import OUTPUTS, RULES, check_choice, gradient_session
 from xattr.paths.waypoints import UPSAMPLE_MODES
 from xattr.utils.hooks import eval_mode, frozen
 from xattr.utils.seed import image_seeds, make_generator
@@ -85,21 +89,6 @@ def waypoint_indices(n_steps: int, cap: int, step: int) -> list[int]:
     if cap >= inner:
         return list(range(1, inner + 1))
     return sorted({1 + (j * inner // cap + step) % inner for j in range(cap)})
-
-
-def waypoints_at(schedule: torch.Tensor, index: list[int], baseline: torch.Tensor, x: torch.Tensor,
-                 mode: str) -> torch.Tensor:
-    """``γ_k = b + up(S_k) ⊙ (x − b)`` for ``k`` in ``index``: ``[m·P, C, H, W]`` (waypoint-major) from ``S``
-    ``[P, K+1, C', h, w]`` and ``baseline``, ``x`` ``[P, C, H, W]`` (differentiable in ``S``)."""
-    path = SchedulePath(baseline, x, schedule[:, index], mode=mode, check=False)
-    block = path.block(0, len(index))  # [m, P, C, H, W]
-    return block.reshape(-1, *x.shape[1:])
-
-
-def faithfulness_energy(model, points: torch.Tensor, target: torch.Tensor, output: str, m: int) -> torch.Tensor:
-    """``−mean_k f_c(γ_k)`` ``[P]`` over the ``m`` waypoints ``points`` ``[m·P, C, H, W]`` (waypoint-major)."""
-    scores = class_score(model(points), target.repeat(m), output)
-    return -scores.view(m, -1).mean(0)
 
 
 def manifold_energy(denoiser, points: torch.Tensor, standardise, log_snr: float, noise: torch.Tensor) -> torch.Tensor:
@@ -197,8 +186,12 @@ class DiffIG(PathMethod):
         from xattr.training.path_diffusion import load_or_train_path_model
 
         if self.path_net is None:
+            conditioned = {}
+            if self.path_model_cfg.get("image_conditioned"):  # targets selected with this classifier on this data
+                conditioned = {"classifier": self.model, "train_dataset": context.train_dataset,
+                               "image_source": f"{context.model_name}-{context.dataset_name}-{_input_size(self.model)}"}
             self.path_net = load_or_train_path_model(context.cache_dir, seed=CACHE_SEED, device=context.device,
-                                                     **self.path_model_cfg)
+                                                     **conditioned, **self.path_model_cfg)
         if self.weight("on_manifold") != 0 and self.denoiser is None:
             from xattr.training.denoiser import load_or_train_denoiser
 
@@ -209,7 +202,8 @@ class DiffIG(PathMethod):
                                                    **{**self.denoiser_cfg, "mean": mean.tolist(), "std": std.tolist()})
 
     def adopt_model_independent(self, prepared: AttributionMethod) -> None:
-        """The path model depends on nothing of the classifier; the denoiser on its normalisation only."""
+        """The path model reads no classifier when it samples (an image-conditioned one was selected with the
+        prepared classifier and is reused as it is); the denoiser depends on the normalisation only."""
         if isinstance(prepared, DiffIG):
             self.path_net = self.path_net or prepared.path_net
             self.denoiser = self.denoiser or prepared.denoiser
@@ -287,7 +281,8 @@ class DiffIG(PathMethod):
         counts = {"guidance": 0, "denoiser": 0}
         guide = self._guide_context(x, baseline, target) if any(self.weight(e) for e in ENERGIES) else None
         step_guide = None if guide is None else lambda clean, i: self._guided(clean, i, guide, counts)
-        u = ddim_sample(net, u, alphas, self.sampling_steps, step_guide)
+        image = image_on_grid(x, net.grid).repeat_interleave(self.n_paths, 0) if net.image_channels else None
+        u = ddim_sample(net, u, alphas, self.sampling_steps, step_guide, image)
         schedules = sample_to_schedule(u, net.n_steps).to(x.device)
         return schedules.view(x.shape[0], self.n_paths, *schedules.shape[1:]), counts
 

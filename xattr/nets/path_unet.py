@@ -19,6 +19,11 @@ the same sinusoidal projection as the timestep and its own MLP, then added to th
 ``1000·(log α − log α_low)/(log α_high − log α_low)``, i.e. ``log α`` spread over the timestep range
 (``alpha_range`` is the training range; values outside it extrapolate).
 
+**Image conditioning (our guess, off by default).** With ``image_channels = C`` the image, area-averaged onto the
+grid and scaled to ``[−1, 1]`` (:func:`image_on_grid`), is concatenated to the noisy sample as ``C`` more input
+channels. Trained on stick-breaking draws alone it would learn to ignore them; it is trained on image-dependent
+targets instead (the best of M draws by the faithfulness energy, :mod:`xattr.training.path_diffusion`).
+
 The network also carries the DDPM noise schedule it was trained with (``num_train_timesteps``,
 ``beta_schedule``) and what it predicts (``prediction_type``): the sampler rebuilds the same schedule from
 :meth:`PathUNet.config`.
@@ -84,7 +89,7 @@ class PathUNet(nn.Module):
     def __init__(self, n_steps: int = 16, grid: int = 16, channels: int = 1, width: int = 32, depth: int = 2,
                  layers_per_block: int = 1, alpha_range: tuple | list = (0.1, 100.0),
                  num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
-                 prediction_type: str = "v_prediction", seed: int = 0):
+                 prediction_type: str = "v_prediction", seed: int = 0, image_channels: int = 0):
         super().__init__()
         from diffusers import UNet2DModel
 
@@ -100,10 +105,11 @@ class PathUNet(nn.Module):
         self.alpha_range, self.seed = [low, high], int(seed)
         self.num_train_timesteps, self.beta_schedule = int(num_train_timesteps), str(beta_schedule)
         self.prediction_type = str(prediction_type)
+        self.image_channels = int(image_channels)
         planes = (self.n_steps - 1) * self.channels
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.unet = UNet2DModel(sample_size=self.grid, in_channels=planes, out_channels=planes,
+            self.unet = UNet2DModel(sample_size=self.grid, in_channels=planes + self.image_channels, out_channels=planes,
                                     layers_per_block=self.layers_per_block,
                                     block_out_channels=tuple(self.width * 2 ** i for i in range(self.depth)),
                                     down_block_types=("DownBlock2D",) * self.depth,
@@ -115,17 +121,32 @@ class PathUNet(nn.Module):
         return {"n_steps": self.n_steps, "grid": self.grid, "channels": self.channels, "width": self.width,
                 "depth": self.depth, "layers_per_block": self.layers_per_block, "alpha_range": list(self.alpha_range),
                 "num_train_timesteps": self.num_train_timesteps, "beta_schedule": self.beta_schedule,
-                "prediction_type": self.prediction_type, "seed": self.seed}
+                "prediction_type": self.prediction_type, "seed": self.seed, "image_channels": self.image_channels}
 
     def alpha_label(self, alpha: torch.Tensor) -> torch.Tensor:
         """``1000·(log α − log low)/(log high − log low)`` ``[N]`` for concentrations ``alpha`` ``[N]``."""
         low, high = (math.log(v) for v in self.alpha_range)
         return 1000.0 * (alpha.double().log() - low) / (high - low)
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """``ε̂`` or ``v̂`` (``prediction_type``) ``[N, (K−1)·C', h, w]`` for noisy ``sample`` (same shape), ``timestep`` ``[N]`` and ``alpha`` ``[N]``."""
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, alpha: torch.Tensor,
+                image: torch.Tensor | None = None) -> torch.Tensor:
+        """``ε̂`` or ``v̂`` (``prediction_type``) ``[N, (K−1)·C', h, w]`` for noisy ``sample`` (same shape),
+        ``timestep`` ``[N]`` and ``alpha`` ``[N]``; an image-conditioned model (``image_channels > 0``) also takes
+        ``image`` ``[N, image_channels, h, w]`` (:func:`image_on_grid`), concatenated to ``sample``."""
         label = self.alpha_label(alpha.to(sample.device)).to(sample.dtype)
+        if self.image_channels:
+            if image is None or tuple(image.shape[1:]) != (self.image_channels, *sample.shape[-2:]):
+                got = None if image is None else tuple(image.shape)
+                raise XattrError(f"this path model is image-conditioned: give image [N, {self.image_channels}, "
+                                 f"{self.grid}, {self.grid}] (image_on_grid), got {got}")
+            sample = torch.cat([sample, image.to(sample)], 1)
         return self.unet(sample, timestep, class_labels=label).sample
+
+
+def image_on_grid(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``[0,1]`` images ``[B, C, H, W]`` -> the conditioning input ``[B, C, grid, grid]`` in ``[−1, 1]`` (area
+    average onto the schedule's grid)."""
+    return 2 * torch.nn.functional.adaptive_avg_pool2d(x, (int(grid), int(grid))) - 1
 
 
 def clean_estimate(out: torch.Tensor, u: torch.Tensor, a_bar: float, prediction_type: str) -> torch.Tensor:
@@ -148,7 +169,8 @@ def output_for_clean(clean: torch.Tensor, u: torch.Tensor, a_bar: float, predict
 
 @torch.no_grad()
 def ddim_sample(net: PathUNet, noise: torch.Tensor, alpha: torch.Tensor, sampling_steps: int,
-                guide: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
+                guide: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                image: torch.Tensor | None = None) -> torch.Tensor:
     """Deterministic DDIM (diffusers ``DDIMScheduler``, ``η = 0``) from ``noise`` ``[N, (K−1)·C', h, w]`` at
     concentrations ``alpha`` ``[N]``: the raw samples ``u`` (same shape; :func:`sample_to_schedule` maps them).
 
@@ -156,7 +178,8 @@ def ddim_sample(net: PathUNet, noise: torch.Tensor, alpha: torch.Tensor, samplin
     ``leading`` starts at ``T − T/steps``, where the model expects some signal: Lin et al. 2024, "Common Diffusion
     Noise Schedules and Sample Steps are Flawed", arXiv 2305.08891), the clean estimate clipped to ``[−1, 1]``,
     the model's ``prediction_type``. ``guide(û_0, step) -> û_0`` (same shape) replaces the clean estimate at every
-    step, and the step continues with the model output that matches it (:func:`output_for_clean`)."""
+    step, and the step continues with the model output that matches it (:func:`output_for_clean`). ``image``
+    ``[N, C, h, w]``: the conditioning of an image-conditioned model (:func:`image_on_grid`)."""
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler(num_train_timesteps=net.num_train_timesteps, beta_schedule=net.beta_schedule,
@@ -165,10 +188,11 @@ def ddim_sample(net: PathUNet, noise: torch.Tensor, alpha: torch.Tensor, samplin
     scheduler.set_timesteps(int(sampling_steps))
     device = next(net.parameters()).device
     u, alpha = noise.to(device), alpha.to(device)
+    image = None if image is None else image.to(device)
     a_bars = scheduler.alphas_cumprod.tolist()  # one host read, not one per step
     with eval_mode(net):
         for i, t in enumerate(scheduler.timesteps.tolist()):
-            out = net(u, torch.full((u.shape[0],), t, device=device), alpha)
+            out = net(u, torch.full((u.shape[0],), t, device=device), alpha, image)
             if guide is not None:
                 clean = guide(clean_estimate(out, u, a_bars[t], net.prediction_type), i)
                 out = output_for_clean(clean, u, a_bars[t], net.prediction_type)
@@ -177,4 +201,4 @@ def ddim_sample(net: PathUNet, noise: torch.Tensor, alpha: torch.Tensor, samplin
 
 
 __all__ = ["PREDICTION_TYPES", "check_prediction_type", "PathUNet", "schedule_to_sample", "sample_to_schedule",
-           "clean_estimate", "output_for_clean", "ddim_sample"]
+           "clean_estimate", "output_for_clean", "ddim_sample", "image_on_grid"]

@@ -16,6 +16,13 @@ velocity ``v = √ᾱ_t ε − √(1−ᾱ_t) u_0`` (``prediction_type=v_predict
 own generator seeded by ``(seed, step, position)``. Checkpoint
 ``<cache_dir>/path_models/sbp-g<h>-K<K>-c<C'>-a<low>_<high>-<spacing>-b<breaks>-<leftover>-w<width>d<depth>-<v|eps>.pt``.
 Defaults: ``conf/task/path_diffusion.yaml`` (:class:`PathDiffusionTrainer`).
+
+**Image conditioning** (``image_conditioned=true``; our guess, off by default): the targets then depend on the
+image. For each of the first ``train_size`` training images ``x_i``, ``candidates`` (M) bank draws are picked
+(seeded by ``(seed, i)``) and the one with the lowest faithfulness energy ``−mean_k p_c(γ_k)`` over the interior
+waypoints (black baseline, ``c`` the classifier's prediction on ``x_i``; :func:`best_of_draws`) becomes the
+target, with its ``α``; the network sees ``x_i`` on the grid (:func:`xattr.nets.path_unet.image_on_grid`). The
+checkpoint name then also holds the classifier, dataset and size it was selected with, and ``-m<M>``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,13 @@ import torch
 from tqdm.auto import tqdm
 
 from xattr.errors import XattrError
-from xattr.nets.path_unet import PREDICTION_TYPES, PathUNet, check_prediction_type, schedule_to_sample
+from xattr.nets.path_unet import (
+    PREDICTION_TYPES,
+    PathUNet,
+    check_prediction_type,
+    image_on_grid,
+    schedule_to_sample,
+)
 from xattr.paths.stick_breaking import StickBreakingDraw, sample_alpha
 from xattr.training import distributed
 from xattr.training._loop import (
@@ -36,9 +49,11 @@ from xattr.training._loop import (
     Trainer,
     network_from_state,
     sample_seed,
+    training_split,
     warn_if_other_recipe,
 )
 from xattr.utils import cache
+from xattr.utils.hooks import eval_mode
 from xattr.utils.seed import make_generator
 
 log = logging.getLogger(__name__)
@@ -108,6 +123,8 @@ class PathDiffusionTrainer(Trainer):
     num_train_timesteps: int
     beta_schedule: str
     prediction_type: str
+    image_conditioned: bool = False
+    candidates: int = 8
 
     @property
     def channels(self) -> int:
@@ -119,19 +136,45 @@ class PathDiffusionTrainer(Trainer):
         return PathUNet(n_steps=self.n_steps, grid=self.grid, channels=self.channels, width=self.width,
                         depth=self.depth, layers_per_block=self.layers_per_block, alpha_range=[low, high],
                         num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
-                        prediction_type=self.prediction_type, seed=seed)
+                        prediction_type=self.prediction_type, seed=seed,
+                        image_channels=self.image_channels)
 
-    def checkpoint(self, cache_dir: str | Path) -> Path:
+    @property
+    def image_channels(self) -> int:
+        """Colour channels of the conditioning image (3: every dataset here is RGB), 0 without conditioning."""
+        return 3 if self.image_conditioned else 0
+
+    def checkpoint(self, cache_dir: str | Path, image_source: str | None = None) -> Path:
+        """The cache entry; ``image_source`` (``<model>-<dataset>-<size>``) names what an image-conditioned model's
+        targets were selected with (required then, one line otherwise)."""
         low, high = (float(v) for v in self.alpha_range)
-        return path_model_path(cache_dir, self.grid, self.n_steps, self.channels, (low, high), self.spacing,
+        path = path_model_path(cache_dir, self.grid, self.n_steps, self.channels, (low, high), self.spacing,
                                self.n_breaks, self.leftover, self.width, self.depth, self.prediction_type)
+        if not self.image_conditioned:
+            return path
+        if not image_source:
+            raise XattrError("an image-conditioned path model is selected with a classifier on a dataset: give "
+                             "model= and dataset= (xattr train) or use it through method=diffig")
+        return path.with_name(f"{path.stem}-img-{image_source}-m{int(self.candidates)}.pt")
 
     def fit(self, *, seed: int = 0, checkpoint: Path | None = None, meta: dict | None = None, progress: bool = True,
-            device: str | torch.device = "cpu") -> PathUNet:
-        """Train a :class:`PathUNet` on a bank of stick-breaking draws (module docstring); its EMA copy in eval mode."""
+            device: str | torch.device = "cpu", classifier=None, images: torch.Tensor | None = None) -> PathUNet:
+        """Train a :class:`PathUNet` on a bank of stick-breaking draws (module docstring); its EMA copy in eval mode.
+        Image-conditioned: ``classifier`` and the training ``images`` ``[N, 3, H, W]`` in ``[0, 1]`` select the
+        targets (:func:`best_of_draws`)."""
         low, high = (float(v) for v in self.alpha_range)
         schedules, alphas = draw_bank(self.train_size, self.grid, self.n_steps, self.channels, (low, high), seed,
                                       self.n_breaks, self.leftover, self.spacing, progress)
+        conditioning = None
+        if self.image_conditioned:
+            if classifier is None or images is None:
+                raise XattrError("image_conditioned=true needs a classifier and training images to select the "
+                                 "targets; train it with `xattr train task=path_diffusion task.image_conditioned=true "
+                                 "model=... dataset=...` or through method=diffig")
+            images = images[: self.train_size]
+            best = best_of_draws(classifier, images, schedules, self.candidates, seed, progress=progress)
+            schedules, alphas = schedules[best], alphas[best]
+            conditioning = image_on_grid(images, self.grid)
         targets = schedule_to_sample(schedules)  # [N, (K-1)C', h, w] in [-1, 1]
         net = self.network(seed)
         scheduler = ddpm_scheduler(net)
@@ -146,7 +189,8 @@ class PathDiffusionTrainer(Trainer):
             noisy = scheduler.add_noise(clean, eps, timestep)
             goal = scheduler.get_velocity(clean, eps, timestep) if self.prediction_type == "v_prediction" else eps
             with loop.autocast():
-                loss = (loop.model(noisy, timestep, alphas[index].to(device)) - goal).pow(2).mean()
+                image = None if conditioning is None else conditioning[index].to(device)
+                loss = (loop.model(noisy, timestep, alphas[index].to(device), image) - goal).pow(2).mean()
             loop.update(step, loss)
         return loop.finish({**(meta or {}), "steps": self.steps,
                             "final_loss": loop.losses[-1] if loop.losses else None})
@@ -161,14 +205,62 @@ class PathDiffusionTrainer(Trainer):
         return torch.cat(index), torch.cat(timestep), torch.cat(eps)
 
     def run(self, cfg) -> Path:
-        """``xattr train task=path_diffusion``: train (or resume) and cache; ``cfg.model``/``cfg.dataset`` unused."""
+        """``xattr train task=path_diffusion``: train (or resume) and cache; ``cfg.model``/``cfg.dataset`` are used
+        by an image-conditioned model only (the classifier and the training split that select its targets)."""
         trainer = self.filled()
-        path = trainer.checkpoint(cfg.paths.cache_dir)
+        if not trainer.image_conditioned:
+            path = trainer.checkpoint(cfg.paths.cache_dir)
+            with distributed.session(cfg.device) as device, distributed.main_lock(path):
+                trainer.fit(seed=int(cfg.seed), checkpoint=path, meta=trainer.hparams(), device=device)
+                if distributed.is_main():
+                    print(f"path diffusion model: checkpoint {path}")
+            return path
+        from xattr.training.alpha_unet import run_classifier
+
+        train_set, dataset_name, image_size = training_split(cfg)
+        path = trainer.checkpoint(cfg.paths.cache_dir, f"{cfg.model.name}-{dataset_name}-{image_size}")
         with distributed.session(cfg.device) as device, distributed.main_lock(path):
-            trainer.fit(seed=int(cfg.seed), checkpoint=path, meta=trainer.hparams(), device=device)
+            classifier = run_classifier(cfg, train_set, dataset_name, image_size, device)
+            trainer.fit(seed=int(cfg.seed), checkpoint=path, meta=trainer.hparams(), device=device,
+                        classifier=classifier, images=training_images(train_set, trainer.train_size))
             if distributed.is_main():
-                print(f"path diffusion model: checkpoint {path}")
+                print(f"image-conditioned path diffusion model: checkpoint {path}")
         return path
+
+
+@torch.no_grad()
+def best_of_draws(classifier, images: torch.Tensor, schedules: torch.Tensor, candidates: int, seed: int,
+                  baseline: str = "black", progress: bool = True) -> torch.Tensor:
+    """Per image, the bank index ``[N]`` of the lowest faithfulness energy among ``candidates`` draws.
+
+    ``images`` ``[N, C, H, W]`` in ``[0, 1]``; ``schedules`` ``[D, K+1, C', h, w]`` (the bank). Image ``i``'s
+    candidates are ``candidates`` distinct bank indices from a generator seeded by ``sample_seed(seed, -2, i)``;
+    each is scored by ``−mean_k p_c(γ_k)`` over the interior waypoints ``k = 1 … K−1`` (bilinear up-sampling, the
+    ``baseline`` of :func:`xattr.paths.make_baseline`), ``c`` the classifier's prediction on ``x_i``."""
+    from xattr.paths import make_baseline
+    from xattr.paths.energies import faithfulness_energy, waypoints_at
+
+    device = next(classifier.parameters()).device
+    interior = list(range(1, schedules.shape[1] - 1))
+    best = []
+    with eval_mode(classifier):
+        for i in tqdm(range(len(images)), desc="best-of-M path targets", leave=False, mininterval=1.0,
+                      disable=not (progress and distributed.is_main())):
+            generator = make_generator(sample_seed(seed, -2, i))
+            pick = torch.randperm(len(schedules), generator=generator)[: int(candidates)]
+            x = images[i:i + 1].to(device)
+            target = classifier(x).argmax(1)
+            m = len(pick)
+            xs, bs = x.expand(m, *x.shape[1:]), make_baseline(x, baseline).expand(m, *x.shape[1:])
+            points = waypoints_at(schedules[pick].to(x), interior, bs, xs, "bilinear")
+            energy = faithfulness_energy(classifier, points, target.expand(m), "probability", len(interior))
+            best.append(pick[int(energy.argmin())])
+    return torch.stack(best)
+
+
+def training_images(train_set, count: int) -> torch.Tensor:
+    """The first ``count`` images ``[n, C, H, W]`` of ``train_set`` (fewer if it is smaller)."""
+    return torch.stack([train_set[i]["image"] for i in range(min(int(count), len(train_set)))])
 
 
 def path_model_path(cache_dir: str | Path, grid: int, n_steps: int, channels: int, alpha_range, spacing: str,
@@ -181,9 +273,12 @@ def path_model_path(cache_dir: str | Path, grid: int, n_steps: int, channels: in
 
 
 def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: str = "cpu", progress: bool = True,
+                             classifier=None, train_dataset=None, image_source: str | None = None,
                              **hparams) -> PathUNet:
     """The cached path model for ``hparams`` (over ``conf/task/path_diffusion.yaml``; ``None`` = the file's value);
-    trained and cached first if missing (one log line), once across processes (:func:`xattr.utils.cache.load_or_build`)."""
+    trained and cached first if missing (one log line), once across processes (:func:`xattr.utils.cache.load_or_build`).
+    Image-conditioned (``image_conditioned=True``): ``image_source`` (``<model>-<dataset>-<size>``) names the entry;
+    training it needs the ``classifier`` and the ``train_dataset``."""
     trainer = PathDiffusionTrainer.from_conf(**hparams).filled()
 
     def load(path: Path) -> PathUNet | None:
@@ -196,11 +291,19 @@ def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: st
     def train(path: Path) -> PathUNet:
         log.warning("no path diffusion model at %s: training it now (%d steps, cached for later runs)", path,
                     trainer.steps)
-        trainer.fit(seed=seed, checkpoint=path, meta=trainer.hparams(), progress=progress, device=device)
+        images = None
+        if trainer.image_conditioned:
+            if classifier is None or train_dataset is None:
+                raise XattrError(f"no image-conditioned path model at {path} and no classifier or training set to "
+                                 "select its targets; run it through method=diffig or `xattr train "
+                                 "task=path_diffusion task.image_conditioned=true model=... dataset=...`")
+            images = training_images(train_dataset, trainer.train_size)
+        trainer.fit(seed=seed, checkpoint=path, meta=trainer.hparams(), progress=progress, device=device,
+                    classifier=classifier, images=images)
         return load(path)
 
-    return cache.load_or_build(trainer.checkpoint(cache_dir), load, train)
+    return cache.load_or_build(trainer.checkpoint(cache_dir, image_source), load, train)
 
 
-__all__ = ["PathDiffusionTrainer", "ddpm_scheduler", "draw_schedule", "draw_bank", "path_model_path",
-           "load_or_train_path_model"]
+__all__ = ["PathDiffusionTrainer", "ddpm_scheduler", "draw_schedule", "draw_bank", "best_of_draws", "training_images",
+           "path_model_path", "load_or_train_path_model"]
