@@ -104,6 +104,18 @@ def prior_check(model, path_net, x, target) -> None:
     print("  stick-breaking    :", [round(v, 3) for v in draws.mean((0, 2, 3, 4))[::every].tolist()], flush=True)
 
 
+@torch.no_grad()
+def region_probe(model, x: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> str:
+    """What the classifier reads: mean ± s.e. of the target's probability on the full image, the object alone on
+    black, the background with the object blacked out, and black."""
+    lines = []
+    for name, z in (("full image", x), ("object on black", x * mask), ("background, object black", x * (1 - mask)),
+                    ("black", torch.zeros_like(x))):
+        p = model(z).softmax(1).gather(1, target[:, None]).squeeze(1)
+        lines.append(f"  {name}: {float(p.mean()):.3f} ± {float(p.std() / len(p) ** 0.5):.3f}")
+    return "target probability (what the classifier reads):\n" + "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-images", type=int, default=16)
@@ -115,6 +127,7 @@ def main() -> None:
     parser.add_argument("--path-cache", default=None, help="cache dir of the path model (default: --cache-dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/diffig/controllability")
+    parser.add_argument("--probe-only", action="store_true", help="print the region probe and stop")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
@@ -125,6 +138,9 @@ def main() -> None:
     mask = torch.stack([test[i]["mask"] for i in range(len(test))]).float().unsqueeze(1)
     with torch.no_grad():
         target = model(x).argmax(1)
+    print(region_probe(model, x, mask, target), flush=True)
+    if args.probe_only:
+        return
     prior_check(model, path_net, x, target)
     insertion, diffid = Insertion(step=0.05), DiffID()
     rows, scores = [], {}
