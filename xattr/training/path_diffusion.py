@@ -123,8 +123,8 @@ class PathDiffusionTrainer(Trainer):
     num_train_timesteps: int
     beta_schedule: str
     prediction_type: str
-    image_conditioned: bool = False
-    candidates: int = 8
+    image_conditioned: bool
+    candidates: int
 
     @property
     def channels(self) -> int:
