@@ -57,6 +57,20 @@ def best_of_m_schedules(model, x: torch.Tensor, net, n_paths: int, candidates: i
     return torch.stack([bank[p] for p in picks], 1)
 
 
+def selection_summary(model, net, count: int, candidates: int) -> str:
+    """What the best-of-M selection picks on the first ``count`` training images, as the conditioned model's
+    training does (the same bank and seeds as ``load_or_train_path_model`` with seed 0): the α quartiles of the
+    bank and of the picks."""
+    bank, alphas = draw_bank(2000, net.grid, net.n_steps, net.channels, net.alpha_range, seed=0, progress=False)
+    train = ShapesDataset("train", n_samples=None)
+    images = torch.stack([train[i]["image"] for i in range(count)])
+    picks = best_of_draws(model, images, bank, candidates, seed=0, progress=False)
+    quartiles = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
+    show = lambda a: " / ".join(f"{v:.3g}" for v in a.quantile(quartiles).tolist())  # noqa: E731
+    return (f"alpha quartiles, bank: {show(alphas)}; best of {candidates} on {count} training images: "
+            f"{show(alphas[picks])}; distinct picks: {len(set(picks.tolist()))} of {count}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-images", type=int, default=32)
@@ -67,6 +81,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=os.environ.get("XATTR_CACHE", ".cache"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/diffig/image_conditioning")
+    parser.add_argument("--selection-images", type=int, default=200, help="training images for the α summary")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
@@ -75,6 +90,7 @@ def main() -> None:
     conditioned = load_or_train_path_model(args.cache_dir, classifier=model, image_conditioned=True,
                                            candidates=args.candidates, image_source="tiny_cnn-shapes-64",
                                            train_dataset=ShapesDataset("train", n_samples=None))
+    print(selection_summary(model, prior, args.selection_images, args.candidates), flush=True)
     test = ShapesDataset("test", n_samples=args.n_images)
     x = torch.stack([test[i]["image"] for i in range(len(test))])
     mask = torch.stack([test[i]["mask"] for i in range(len(test))]).float().unsqueeze(1)
