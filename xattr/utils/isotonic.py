@@ -27,9 +27,10 @@ def isotonic_regression(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
     each output the mean of its block (module docstring), differentiable through those means."""
     rows = values.movedim(dim, -1)
     with torch.no_grad():
-        fitted = _min_max_fit(rows.double())  # float64: the cumulative sum's round-off stays far below the input's
+        rows64 = rows.double()  # float64: the cumulative sum's round-off stays far below the input's
+        fitted = _min_max_fit(rows64)
         ulps = max(4 * torch.finfo(rows.dtype).eps, 8 * rows.shape[-1] * torch.finfo(torch.float64).eps)
-        tolerance = ulps * rows.double().abs().amax(-1, keepdim=True)
+        tolerance = ulps * rows64.abs().amax(-1, keepdim=True)
         block = torch.nn.functional.pad((fitted.diff(dim=-1) > tolerance).cumsum(-1), (1, 0))  # [..., n] block ids
         same_block = (block[..., :, None] == block[..., None, :]).to(rows.dtype)  # [..., n, n]
     block_sums = (same_block @ rows[..., None]).squeeze(-1)
