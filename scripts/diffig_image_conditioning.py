@@ -33,7 +33,7 @@ from xattr.metrics.diffid import DiffID
 from xattr.metrics.insertion import Insertion
 from xattr.paths.energies import faithfulness_energy, waypoints_at
 from xattr.training.classifier import load_trained_classifier
-from xattr.training.path_diffusion import best_of_draws, draw_bank, load_or_train_path_model
+from xattr.training.path_diffusion import best_of_draws, draw_bank, image_source, load_or_train_path_model
 
 COLUMNS = ["path_energy", "insertion", "diffid", "mask_share"]
 
@@ -88,7 +88,7 @@ def main() -> None:
     model = load_trained_classifier("tiny_cnn", "shapes", 64, cache_dir=args.cache_dir)
     prior = load_or_train_path_model(args.cache_dir)
     conditioned = load_or_train_path_model(args.cache_dir, classifier=model, image_conditioned=True,
-                                           candidates=args.candidates, image_source="tiny_cnn-shapes-64",
+                                           candidates=args.candidates, image_source=image_source("tiny_cnn", "shapes", 64),
                                            train_dataset=ShapesDataset("train", n_samples=None))
     print(selection_summary(model, prior, args.selection_images, args.candidates), flush=True)
     test = ShapesDataset("test", n_samples=args.n_images)

@@ -183,13 +183,14 @@ class DiffIG(PathMethod):
 
     def prepare(self, context: RunContext) -> None:
         """Load (or train and cache) the path model and, with ``on_manifold``, DiffIB's denoiser."""
-        from xattr.training.path_diffusion import load_or_train_path_model
+        from xattr.training.path_diffusion import image_source, load_or_train_path_model
 
         if self.path_net is None:
             conditioned = {}
             if self.path_model_cfg.get("image_conditioned"):  # targets selected with this classifier on this data
                 conditioned = {"classifier": self.model, "train_dataset": context.train_dataset,
-                               "image_source": f"{context.model_name}-{context.dataset_name}-{_input_size(self.model)}"}
+                               "image_source": image_source(context.model_name, context.dataset_name,
+                                                            _input_size(self.model))}
             self.path_net = load_or_train_path_model(context.cache_dir, seed=CACHE_SEED, device=context.device,
                                                      **conditioned, **self.path_model_cfg)
         if self.weight("on_manifold") != 0 and self.denoiser is None:

@@ -208,24 +208,28 @@ class PathDiffusionTrainer(Trainer):
         """``xattr train task=path_diffusion``: train (or resume) and cache; ``cfg.model``/``cfg.dataset`` are used
         by an image-conditioned model only (the classifier and the training split that select its targets)."""
         trainer = self.filled()
-        if not trainer.image_conditioned:
-            path = trainer.checkpoint(cfg.paths.cache_dir)
-            with distributed.session(cfg.device) as device, distributed.main_lock(path):
-                trainer.fit(seed=int(cfg.seed), checkpoint=path, meta=trainer.hparams(), device=device)
-                if distributed.is_main():
-                    print(f"path diffusion model: checkpoint {path}")
-            return path
-        from xattr.training.alpha_unet import run_classifier
-
-        train_set, dataset_name, image_size = training_split(cfg)
-        path = trainer.checkpoint(cfg.paths.cache_dir, f"{cfg.model.name}-{dataset_name}-{image_size}")
+        train_set = source = None
+        if trainer.image_conditioned:
+            train_set, dataset_name, image_size = training_split(cfg)
+            source = image_source(cfg.model.name, dataset_name, image_size)
+        path = trainer.checkpoint(cfg.paths.cache_dir, source)
         with distributed.session(cfg.device) as device, distributed.main_lock(path):
-            classifier = run_classifier(cfg, train_set, dataset_name, image_size, device)
-            trainer.fit(seed=int(cfg.seed), checkpoint=path, meta=trainer.hparams(), device=device,
-                        classifier=classifier, images=training_images(train_set, trainer.train_size))
+            selection = {}
+            if train_set is not None:
+                from xattr.training.alpha_unet import run_classifier
+
+                selection = {"classifier": run_classifier(cfg, train_set, dataset_name, image_size, device),
+                             "images": training_images(train_set, trainer.train_size)}
+            trainer.fit(seed=int(cfg.seed), checkpoint=path, meta=trainer.hparams(), device=device, **selection)
             if distributed.is_main():
-                print(f"image-conditioned path diffusion model: checkpoint {path}")
+                print(f"path diffusion model: checkpoint {path}")
         return path
+
+
+def image_source(model_name: str, dataset_name: str, image_size: int) -> str:
+    """``<model>-<dataset>-<size>``: what an image-conditioned path model's targets were selected with (its cache
+    name holds it)."""
+    return f"{model_name}-{dataset_name}-{int(image_size)}"
 
 
 @torch.no_grad()
@@ -277,8 +281,8 @@ def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: st
                              **hparams) -> PathUNet:
     """The cached path model for ``hparams`` (over ``conf/task/path_diffusion.yaml``; ``None`` = the file's value);
     trained and cached first if missing (one log line), once across processes (:func:`xattr.utils.cache.load_or_build`).
-    Image-conditioned (``image_conditioned=True``): ``image_source`` (``<model>-<dataset>-<size>``) names the entry;
-    training it needs the ``classifier`` and the ``train_dataset``."""
+    Image-conditioned (``image_conditioned=True``): ``image_source`` (:func:`image_source`) names the entry;
+    training it needs the ``classifier`` and the ``train_dataset`` (:meth:`PathDiffusionTrainer.fit` says so)."""
     trainer = PathDiffusionTrainer.from_conf(**hparams).filled()
 
     def load(path: Path) -> PathUNet | None:
@@ -291,13 +295,7 @@ def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: st
     def train(path: Path) -> PathUNet:
         log.warning("no path diffusion model at %s: training it now (%d steps, cached for later runs)", path,
                     trainer.steps)
-        images = None
-        if trainer.image_conditioned:
-            if classifier is None or train_dataset is None:
-                raise XattrError(f"no image-conditioned path model at {path} and no classifier or training set to "
-                                 "select its targets; run it through method=diffig or `xattr train "
-                                 "task=path_diffusion task.image_conditioned=true model=... dataset=...`")
-            images = training_images(train_dataset, trainer.train_size)
+        images = None if train_dataset is None else training_images(train_dataset, trainer.train_size)
         trainer.fit(seed=seed, checkpoint=path, meta=trainer.hparams(), progress=progress, device=device,
                     classifier=classifier, images=images)
         return load(path)
@@ -306,4 +304,4 @@ def load_or_train_path_model(cache_dir: str | Path, *, seed: int = 0, device: st
 
 
 __all__ = ["PathDiffusionTrainer", "ddpm_scheduler", "draw_schedule", "draw_bank", "best_of_draws", "training_images",
-           "path_model_path", "load_or_train_path_model"]
+           "image_source", "path_model_path", "load_or_train_path_model"]
