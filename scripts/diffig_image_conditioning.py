@@ -31,7 +31,7 @@ from xattr.data import ShapesDataset
 from xattr.methods.diffig import DiffIG
 from xattr.metrics.diffid import DiffID
 from xattr.metrics.insertion import Insertion
-from xattr.paths.energies import faithfulness_energy, waypoints_at
+from xattr.paths.energies import path_faithfulness
 from xattr.training.classifier import load_trained_classifier
 from xattr.training.path_diffusion import best_of_draws, draw_bank, image_source, load_or_train_path_model
 
@@ -42,11 +42,8 @@ COLUMNS = ["path_energy", "insertion", "diffid", "mask_share"]
 def path_energy(model, x: torch.Tensor, target: torch.Tensor, schedules: torch.Tensor) -> torch.Tensor:
     """Faithfulness energy per image ``[B]``, mean over its paths (``schedules`` ``[B, N, K+1, C', h, w]``)."""
     b, n = schedules.shape[:2]
-    flat = schedules.flatten(0, 1)
     xs = x.repeat_interleave(n, 0)
-    interior = list(range(1, flat.shape[1] - 1))
-    points = waypoints_at(flat, interior, torch.zeros_like(xs), xs, "bilinear")
-    energy = faithfulness_energy(model, points, target.repeat_interleave(n, 0), "probability", len(interior))
+    energy = path_faithfulness(model, xs, torch.zeros_like(xs), target.repeat_interleave(n, 0), schedules.flatten(0, 1))
     return energy.view(b, n).mean(1)
 
 

@@ -26,4 +26,13 @@ def faithfulness_energy(model, points: torch.Tensor, target: torch.Tensor, outpu
     return -scores.view(m, -1).mean(0)
 
 
-__all__ = ["waypoints_at", "faithfulness_energy"]
+def path_faithfulness(model, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor, schedule: torch.Tensor,
+                      output: str = "probability", mode: str = "bilinear") -> torch.Tensor:
+    """:func:`faithfulness_energy` ``[P]`` of whole paths: over every interior waypoint ``k = 1 … K−1`` of ``S``
+    ``[P, K+1, C', h, w]`` between ``baseline`` and ``x`` ``[P, C, H, W]``, for ``target`` ``[P]``."""
+    interior = list(range(1, schedule.shape[1] - 1))
+    points = waypoints_at(schedule, interior, baseline, x, mode)
+    return faithfulness_energy(model, points, target, output, len(interior))
+
+
+__all__ = ["waypoints_at", "faithfulness_energy", "path_faithfulness"]

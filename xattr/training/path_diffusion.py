@@ -242,10 +242,9 @@ def best_of_draws(classifier, images: torch.Tensor, schedules: torch.Tensor, can
     each is scored by ``−mean_k p_c(γ_k)`` over the interior waypoints ``k = 1 … K−1`` (bilinear up-sampling, the
     ``baseline`` of :func:`xattr.paths.make_baseline`), ``c`` the classifier's prediction on ``x_i``."""
     from xattr.paths import make_baseline
-    from xattr.paths.energies import faithfulness_energy, waypoints_at
+    from xattr.paths.energies import path_faithfulness
 
     device = next(classifier.parameters()).device
-    interior = list(range(1, schedules.shape[1] - 1))
     best = []
     with eval_mode(classifier):
         for i in tqdm(range(len(images)), desc="best-of-M path targets", leave=False, mininterval=1.0,
@@ -256,8 +255,7 @@ def best_of_draws(classifier, images: torch.Tensor, schedules: torch.Tensor, can
             target = classifier(x).argmax(1)
             m = len(pick)
             xs, bs = x.expand(m, *x.shape[1:]), make_baseline(x, baseline).expand(m, *x.shape[1:])
-            points = waypoints_at(schedules[pick].to(x), interior, bs, xs, "bilinear")
-            energy = faithfulness_energy(classifier, points, target.expand(m), "probability", len(interior))
+            energy = path_faithfulness(classifier, xs, bs, target.expand(m), schedules[pick].to(x))
             best.append(pick[int(energy.argmin())])
     return torch.stack(best)
 
