@@ -10,7 +10,8 @@ Reads every complete run folder below the paths: ``per_sample.csv`` (``aro.<scor
   ``dataset.candidates`` kinds (``shapes_captions``) gets one column per kind — the two-way test of the true caption
   against that perturbation (``pairwise``), as ARO's VG-A/VG-R are two-way — and ``all`` (the true caption above all
   ``K−1``, as COCO/Flickr-Order's five-way test). ARO's datasets get one column each.
-- **Paired**: Info − DiffITM on the same images and draws, mean ± s.e. of the per-image difference.
+- **Paired**: Info − DiffITM (and Info by ``i^s`` − DiffITM) on the same images and draws, mean ± s.e. of the
+  per-image difference.
 - **Accuracy vs draws**: ``correct`` from the first ``n`` draws (nested prefixes of one set of draws).
 - **Table 2**: VG-R per relation and VG-A per attribute pair, those with at least ``--min-cases`` (ARO: 25) items;
   the relation of each item comes from the dataset the run's config names (ARO's files must be present).
@@ -32,9 +33,9 @@ from xattr.runs import RunFolder, markdown_table, scan_runs  # noqa: E402
 from xattr.tasks.report import config_value  # noqa: E402
 from xattr.utils.io import atomic_save_dataframe, atomic_write_text  # noqa: E402
 
-SCORES = {"aro_contrastive": "contrastive", "aro.diffitm": "diffitm", "aro.info": "info"}
+SCORES = {"aro_contrastive": "contrastive", "aro.diffitm": "diffitm", "aro.info": "info", "aro.info_s": "info_s"}
 LABELS = {"contrastive": "Contrastive (tiny dual encoder / OpenCLIP)", "diffitm": "DiffITM (−MMSE)",
-          "info": "Info. (i^o)"}
+          "info": "Info. (the run's estimator; the paper's i^o)", "info_s": "Info. by i^s (same draws)"}
 PAPER_COLUMNS = {"aro_vg_attribution": "VG-A", "aro_vg_relation": "VG-R", "aro_coco_order": "COCO",
                  "aro_flickr_order": "Flickr30k"}
 
@@ -93,19 +94,21 @@ def table1(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
                 rows.setdefault(score, {"score": LABELS[score]})[column] = _cell(values)
                 long.append({"model": r["model"], "column": column, "score": score, "n": len(values),
                              "accuracy": values.mean(), "se": _se(values)})
-            if "info" in by_score and "diffitm" in by_score:
-                d = by_score["info"] - by_score["diffitm"]
-                paired.append({"column": column, "n": len(d), "info − diffitm (points)":
-                               f"{100 * d.mean():+.1f} ± {100 * _se(d):.1f}",
-                               "info only right": f"{np.mean(d > 0):.0%}", "diffitm only right": f"{np.mean(d < 0):.0%}"})
-    order = [s for s in ("contrastive", "diffitm", "info") if s in rows]
+            for info in ("info", "info_s"):
+                if info in by_score and "diffitm" in by_score:
+                    d = by_score[info] - by_score["diffitm"]
+                    paired.append({"column": column, "score": info, "n": len(d), "score − diffitm (points)":
+                                   f"{100 * d.mean():+.1f} ± {100 * _se(d):.1f}",
+                                   "score only right": f"{np.mean(d > 0):.0%}",
+                                   "diffitm only right": f"{np.mean(d < 0):.0%}"})
+    order = [s for s in ("contrastive", "diffitm", "info", "info_s") if s in rows]
     return pd.DataFrame([rows[s] for s in order]).fillna("—"), pd.DataFrame(paired), long
 
 
 def draws_table(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for r in runs:
-        for score in ("info", "diffitm"):
+        for score in ("info", "info_s", "diffitm"):
             curve = r["curves"].get(f"aro.{score}.correct_by_draws")
             if curve is None or r["counts"] is None:
                 continue
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     paper = paper_table(Path(options.paper))
     n = ", ".join(f"{r['dataset']} ({r['model']}): {r['per_sample']['id'].nunique()} images" for r in runs)
     parts = [f"Relation testing accuracy % ± s.e. over images ({n}); ties count as failures.", "",
-             markdown_table(wide).rstrip(), "", "Paired Info − DiffITM (same images, same draws):", "",
+             markdown_table(wide).rstrip(), "", "Paired Info − DiffITM and Info by i^s − DiffITM (same images, same draws):", "",
              markdown_table(paired).rstrip() if len(paired) else "(no run with both)", ""]
     if len(draws):
         parts += ["Accuracy vs draws (nested prefixes of one set of draws):", "",

@@ -61,7 +61,7 @@ def test_scores_use_one_stacked_call_per_chunk_with_common_draws(model, images, 
     blocks_z, blocks_a = z.view(4, -1, *z.shape[1:]), logsnr.view(4, -1)
     for k in range(1, 4):   # every condition block sees the same (z, alpha): common random numbers
         assert torch.equal(blocks_z[k], blocks_z[0]) and torch.equal(blocks_a[k], blocks_a[0])
-    assert set(out) == {f"{s}.{key}" for s in ("info", "diffitm")
+    assert set(out) == {f"{s}.{key}" for s in ("info", "info_s", "diffitm")
                         for key in ("correct", "margin", "pairwise", "correct_by_draws")}
     assert out["info.correct"].shape == (2,) and out["info.pairwise"].shape == (2, 2)
     assert out["diffitm.correct_by_draws"].shape == (2, 2)
@@ -72,6 +72,9 @@ def test_info_equals_the_estimator_and_diffitm_the_negative_mse_of_the_same_draw
     torch.manual_seed(5)
     scored = metric.score_candidates(model, images, CANDIDATES)
     assert torch.allclose(scored["info"][:, -1].float(), scored["i_o"], rtol=1e-4, atol=1e-6)
+    # info_s is i^s from the same draws whatever `estimator` says (the paired estimator ablation)
+    assert torch.allclose(scored["info_s"][:, -1].float(), scored["i_s"], rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(scored["info_s"], scored["info"])
     # reproduce the draws independently: the estimator takes all alpha first, then one eps per draw
     torch.manual_seed(5)
     generator = metric._generator("cpu")

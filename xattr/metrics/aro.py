@@ -12,6 +12,9 @@ ranking depends on differences — and one stacked denoiser call per chunk of dr
 
 - ``info``: ``i^o(x; y) = ½ ∫ E_ε ‖ε̂(z_α|y) − ε̂(z_α|"")‖² dα`` against the empty prompt (Eq. 5; the paper's
   "Info."), or ``i^s`` with ``estimator="i_s"``;
+- ``info_s``: always ``i^s(x; y) = ½ ∫ E_ε[‖ε − ε̂(z_α|"")‖² − ‖ε − ε̂(z_α|y)‖²] dα`` (Eq. 4–5, the log-likelihood
+  ratio ``log p(x|y) − log p(x|"")``) on the same draws, so the ``i^o`` vs ``i^s`` ablation is paired and costs no
+  denoiser call (equal to ``info`` when ``estimator="i_s"``);
 - ``diffitm``: DiffITM's negative MMSE (Krojer et al. 2023), ``−mean_n ‖ε_n − ε̂(z_{α_n}|y)‖²`` over the same draws
   (unweighted: their score is a plain mean over sampled noise levels; here the levels are the estimator's
   truncated-logistic draws rather than their uniform timesteps, so the two scores see identical ``(α, ε)``).
@@ -41,7 +44,7 @@ from xattr.info import pointwise_information_many
 from xattr.info.logsnr import TruncatedLogistic
 from xattr.utils.seed import make_generator
 
-SCORES = ("info", "diffitm")
+SCORES = ("info", "info_s", "diffitm")
 ESTIMATORS = ("i_o", "i_s")
 
 
@@ -106,7 +109,7 @@ def nested_means(values: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
 
 
 class AROScores:
-    """``AROScores(scores=("info","diffitm"), n_draws=100, draw_counts=(1,2,5,10,20,50,100), estimator="i_o",
+    """``AROScores(scores=("info","info_s","diffitm"), n_draws=100, draw_counts=(1,2,5,10,20,50,100), estimator="i_o",
     loc=1, scale=2, clip=3, chunk_size=256, seed=0)(model, x, maps, target, candidates=[[str]*K]*B)``.
 
     ``model`` is a :class:`~xattr.models.TextToImageModel` (``maps`` and ``target`` are not used). Returns
@@ -140,7 +143,7 @@ class AROScores:
 
     @torch.no_grad()
     def score_candidates(self, model, x: torch.Tensor, candidates) -> dict[str, torch.Tensor]:
-        """Every score of every candidate: ``{"info": [B,T,K], "diffitm": [B,T,K]}`` at the nested draw counts
+        """Every score of every candidate: ``{"info", "info_s", "diffitm": [B,T,K]}`` at the nested draw counts
         (``T = len(draw_counts)``, the last = ``n_draws``), plus ``"i_o"``, ``"i_s"`` ``[B,K]`` (the estimator's)."""
         lists = check_candidates(candidates, x.shape[0], "aro")
         batch, k = len(lists), len(lists[0])
@@ -154,9 +157,10 @@ class AROScores:
                                          generator=self._generator(latent.device), chunk_size=self.chunk_size)
         alpha, o, e = recorder.terms()
         weight = self.sampler.importance_weight(alpha)[..., None]                      # [N,B,1]
-        integrand = 0.5 * weight * (o if self.estimator == "i_o" else e[..., k:] - e[..., :k])
-        return {"info": nested_means(integrand, self.draw_counts), "diffitm": nested_means(-e[..., :k], self.draw_counts),
-                "i_o": out["i_o"], "i_s": out["i_s"]}
+        pointwise = {"i_o": 0.5 * weight * o, "i_s": 0.5 * weight * (e[..., k:] - e[..., :k])}   # [N,B,K] each
+        return {"info": nested_means(pointwise[self.estimator], self.draw_counts),
+                "info_s": nested_means(pointwise["i_s"], self.draw_counts),
+                "diffitm": nested_means(-e[..., :k], self.draw_counts), "i_o": out["i_o"], "i_s": out["i_s"]}
 
     def __call__(self, model, x: torch.Tensor, maps=None, target=None, candidates=None,
                  **ground_truth) -> dict[str, torch.Tensor]:
