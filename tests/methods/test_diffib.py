@@ -57,6 +57,52 @@ def test_plateau_rule_stops_each_image(tiny_cnn, shapes_batch):
     assert torch.allclose(stopped, fixed, atol=1e-6)
 
 
+def test_per_sample_fit_is_adam_on_algorithm_1s_loss(tiny_cnn, shapes_batch):
+    """Algorithm 1 with torch.optim.Adam as the reference: the same initial U-Net, the same noise stream, the loss
+    CE(f(z), y) + β·mean(α) (Eq. 12); the hand-written masked Adam of the batched fit must take the same steps."""
+    from torch.nn import functional as F
+
+    from xattr.info import noise_channel
+    from xattr.nets.alpha_unet import init_alpha_unet_params
+
+    x, y = shapes_batch["image"][:1], shapes_batch["label"][:1]
+    kw = dict(steps=4, width=4, depth=2, lr=0.05, beta=1.0, alpha_init=5.0, alpha_range=(-10.0, 10.0), seeds=[3],
+              patience=1000)   # 4 steps: Adam's sign-like first steps amplify float round-off later (4e-5 at 4, 1e-3 at 8)
+    ours = fit_alpha_per_sample(tiny_cnn, x, y, **kw)
+    init = init_alpha_unet_params(3, 4, 2, 5.0, (-10.0, 10.0), generator=torch.Generator().manual_seed(3 + 7919))
+    params = {k: v[None].clone().requires_grad_(True) for k, v in init.items()}
+    optimizer = torch.optim.Adam(list(params.values()), lr=0.05, betas=(0.9, 0.999), eps=1e-8)
+    noise = torch.Generator().manual_seed(3)
+    tiny_cnn.eval()
+    for _ in range(4):
+        alpha = _alpha_forward(params, x, 2, "grouped", (-10.0, 10.0))
+        z = noise_channel(x, alpha, torch.randn(x.shape[1:], generator=noise)[None])
+        loss = F.cross_entropy(tiny_cnn(z), y) + 1.0 * alpha.mean()
+        optimizer.zero_grad()
+        grads = torch.autograd.grad(loss, list(params.values()))
+        for p, g in zip(params.values(), grads):
+            p.grad = g
+        optimizer.step()
+    with torch.no_grad():
+        reference = _alpha_forward(params, x, 2, "grouped", (-10.0, 10.0))
+    assert (reference - 5.0).abs().max() > 1.0, "the reference fit must move alpha"
+    torch.testing.assert_close(ours, reference, rtol=0, atol=2e-4)
+
+
+def test_batched_fit_with_staggered_stops_equals_one_at_a_time(tiny_cnn, shapes_batch):
+    """Images that stop at different steps: a stopped image keeps its parameters (masked update) and its stopping
+    loss is its own CE + β·mean(α_b) — not a mean over the batch — so the batch equals each image fitted alone."""
+    x, y = shapes_batch["image"][:4], shapes_batch["label"][:4]
+    kw = dict(steps=12, width=4, depth=2, lr=0.05, beta=1.0, patience=3, tol=1e-2)   # image 0 stops at step 5
+    batched = fit_alpha_per_sample(tiny_cnn, x, y, seeds=[0, 1, 2, 3], **kw)
+    single = torch.cat([fit_alpha_per_sample(tiny_cnn, x[i:i + 1], y[i:i + 1], seeds=[i], **kw) for i in range(4)])
+    full = fit_alpha_per_sample(tiny_cnn, x, y, seeds=[0, 1, 2, 3], **{**kw, "patience": 1000})
+    assert torch.isfinite(batched).all()
+    moved_on = (batched - full).abs().flatten(1).amax(1)
+    assert (moved_on > 1e-4).any() and (moved_on < 1e-6).any(), f"some images stop early, some do not: {moved_on}"
+    torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("output", ["mmse_integral", "alpha"])
 def test_diffib_on_tiny_cnn_returns_finite_maps_and_leaves_model_untouched(tiny_cnn, shapes_batch, output):
     x, y = shapes_batch["image"], shapes_batch["label"]
