@@ -411,3 +411,58 @@ def test_map_layers_all_on_the_noise_path(tiny_vit, shapes_batch, stats_images):
                                ready(CoIBA(tiny_vit, **one), stats_images).attribute(x, y), rtol=1e-5, atol=1e-6)
     with pytest.raises(XattrError, match="map_layers"):
         CoIBA(tiny_vit, map_layers="last")
+
+
+def _one_token_model(reads: int = 6):
+    torch.manual_seed(0)
+    return ZooModel(_OneTokenViT(reads), ModelSpec("one_token_vit", (32, 32), 2, "vit", token_grid=(4, 4),
+                                                   num_prefix_tokens=1)).eval()
+
+
+def test_bottleneck_output_is_the_damped_mixture_with_the_seeded_noise():
+    """Eq. 2: ``Z = λR + (1 − λ)(μ + σε)`` on the patch tokens, ε the seeded per-image stream, the CLS token
+    untouched. Read off the next block's input on the first forward pass (λ = sigmoid(0) = 0.5 there)."""
+    model = _one_token_model()
+    g = torch.Generator().manual_seed(3)
+    stats_x, x = torch.rand(32, 3, 32, 32, generator=g), torch.rand(1, 3, 32, 32, generator=g)
+    draws, seed = 3, 11
+    method = ready(CoIBA(model, layers={"start": 0, "end": 3}, op="", steps=1, draws=draws, alpha_init=0.0,
+                         seed=seed), stats_x)
+    first, after = method.layer_names[0], []
+    clean = []   # registered before the bottleneck's hooks: the unperturbed R of the first layer
+    handles = [model.net.get_submodule(first).register_forward_hook(lambda m, i, o: clean.append(o.detach())),
+               model.net.blocks[1].register_forward_pre_hook(lambda m, i: after.append(i[0].detach()))]
+    try:
+        method.attribute(x, torch.tensor([0]))
+    finally:
+        for h in handles:
+            h.remove()
+    mean, std = method.statistics[first]
+    mean, std = mean[1:], std[1:].clamp_min(0.01)
+    r, z = clean[0], after[0]                                      # [draws, 1 + 16, C]
+    eps = torch.randn((draws, 16, r.shape[-1]), generator=torch.Generator().manual_seed(seed))
+    expected = 0.5 * r[:, 1:] + 0.5 * (mean + std * eps)
+    torch.testing.assert_close(z[:, 1:], expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(z[:, :1], r[:, :1])                 # the CLS token passes unchanged
+    assert (z[:, 1:] - r[:, 1:]).abs().max() > 0.1
+
+
+def test_sum_bound_weights_each_layer_by_its_beta_over_the_layer_count():
+    """Eq. 4: ``CE + (1/L) Σ_l β_l · mean KL_l``. With ``betas = [L·β, 0, 0]`` only the first layer's KL counts,
+    with weight β: the fit is Eq. 8's (``bound=first``, ``beta=β``) step for step. Doubling the other layers'
+    weights from 0 changes it."""
+    model = _one_token_model()
+    g = torch.Generator().manual_seed(4)
+    stats_x, x = torch.rand(32, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    options = dict(layers={"start": 0, "end": 3}, op="", steps=5, draws=2, beta=2.0)
+    first = ready(CoIBA(model, **options), stats_x).attribute(x, y)
+    summed = ready(CoIBA(model, bound="sum", betas=[6.0, 0.0, 0.0], **options), stats_x).attribute(x, y)
+    torch.testing.assert_close(summed, first, rtol=1e-4, atol=1e-5)
+    other = ready(CoIBA(model, bound="sum", betas=[6.0, 6.0, 6.0], **options), stats_x).attribute(x, y)
+    assert (other - first).abs().max() > 1e-3
+    single = ready(CoIBA(model, bound="sum", betas=[2.0, 0.0, 0.0], **options), stats_x).attribute(x, y)
+    assert (single - first).abs().max() > 1e-3, "β_l is divided by the layer count L"
+    default = ready(CoIBA(model, bound="sum", **{**options, "beta": 6.0}), stats_x).attribute(x, y)
+    torch.testing.assert_close(default, other)   # betas unset: β for every layer
