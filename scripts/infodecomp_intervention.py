@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(cause, XattrError):  # a bug, not a user error: the full traceback
             raise
         print(f"error: {cause}", file=sys.stderr)
-        return 1
+        return 2
     print((out / "intervention.md").read_text())
     print(f"wrote {out}/intervention.md, table4.csv, per_image.csv, maps.npz, figures/intervention.png and "
           f"run folders {', '.join(dict.fromkeys(table['method']))}")

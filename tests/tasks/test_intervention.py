@@ -118,3 +118,21 @@ def test_too_few_samples_is_one_line(tiny, tmp_path):
     with pytest.raises(XattrError, match="at least 3") as info:
         run_intervention(model, cmi, data, tmp_path, progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_script_at_paper_scale_offline_is_one_line_and_exit_code_2(tmp_path):
+    """`make infodecomp-intervention SCALE=paper` without COCO: one line naming the missing files, exit code 2,
+    nothing written that looks complete."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "intervention"
+    done = subprocess.run([sys.executable, str(root / "scripts" / "infodecomp_intervention.py"), "--scale", "paper",
+                           "--out", str(out), f"paths.data_dir={tmp_path / 'no_data'}"],
+                          capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: dataset coco100_it: missing") and "paths.data_dir" in lines[0]
+    assert not (out / "intervention.md").exists() and not (out / "table4.csv").exists()
