@@ -103,3 +103,24 @@ def test_localization_runs_and_report_with_the_whole_image_row(tmp_path, t2i_fol
     cmi = table[table["method"] == "info_cmi"].iloc[0]
     assert cmi["fair_from"] == "val split" and cmi["n"] == 3 and cmi["fair"] <= cmi["oracle"] + 1e-12
     assert "Conditional Mutual Info." in (tmp_path / "loc" / "localization.md").read_text()
+    # paired CMI − whole image on the same samples: the mean of the per-sample differences
+    paired = pd.read_csv(tmp_path / "loc" / "localization_paired.csv")
+    row = paired[paired["method"] == "whole_image"].iloc[0]
+    assert row["n"] == 3 and row["difference"] == pytest.approx(cmi["fair"] - whole["fair"])
+
+
+def test_paired_differences_use_the_common_samples_at_equal_draws():
+    report = script("infodecomp_localization_report")
+    ids = [f"s-test-{i:05d}-w" for i in range(4)]
+    frame = pd.DataFrame([
+        {"model": "m", "words": "nouns", "method": "info_cmi", "draws": 50,
+         "fair_values": pd.Series([0.5, 0.6, 0.7, 0.8], index=ids)},
+        {"model": "m", "words": "nouns", "method": "daam", "draws": 50,
+         "fair_values": pd.Series([0.1, 0.2, 0.9], index=ids[1:])},      # one sample fewer
+        {"model": "m", "words": "nouns", "method": "daam", "draws": 100,  # no CMI at 100 draws: not paired
+         "fair_values": pd.Series([0.0] * 4, index=ids)}])
+    paired = report.paired_table(frame)
+    assert len(paired) == 1
+    row = paired.iloc[0]
+    assert row["n"] == 3 and row["difference"] == pytest.approx(np.mean([0.6 - 0.1, 0.7 - 0.2, 0.8 - 0.9]))
+    assert row["reference better"] == pytest.approx(2 / 3)
