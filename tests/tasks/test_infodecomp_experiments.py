@@ -66,6 +66,10 @@ def test_relation_test_run_and_report(tmp_path, t2i_folder):
     pairwise = curves["aro.info.pairwise"][:, 0].mean()
     row = long[(long["score"] == "info") & long["column"].str.endswith("attribute_swap")]
     assert row["accuracy"].iloc[0] == pytest.approx(pairwise)
+    assert "aro.info_s.correct" in set(per_sample["metric"]) and "Info. by i^s" in text   # the paired ablation
+    row = long[(long["score"] == "info_s") & long["column"].str.endswith("all")]
+    correct = per_sample[per_sample["metric"] == "aro.info_s.correct"]["value"].astype(float)
+    assert row["accuracy"].iloc[0] == pytest.approx(correct.mean())
 
 
 def test_threshold_protocols_oracle_and_fair():
