@@ -28,6 +28,30 @@ SCALES = {
 SWAPS = {"tiny": "shapes", "paper": "paper"}
 
 
+def report_only(out: Path) -> int:
+    """Table 4 again from a finished run's ``per_image.csv`` and recorded settings."""
+    import json
+
+    import pandas as pd
+
+    from xattr.tasks.intervention import InterventionSettings, write_intervention_report
+    from xattr.tasks.report import load_paper
+
+    manifest = out / "info_cmi" / "manifest.json"
+    if not (out / "per_image.csv").is_file() or not manifest.is_file():
+        print(f"error: {out} holds no finished intervention run (per_image.csv, info_cmi/manifest.json); run "
+              "`make infodecomp-intervention` first or pass --out", file=sys.stderr)
+        return 2
+    recorded = json.loads(manifest.read_text())
+    settings = InterventionSettings(**recorded["config"]["settings"])
+    table = write_intervention_report(out, pd.read_csv(out / "per_image.csv"), settings,
+                                      recorded["config"]["names"], recorded, load_paper(["infodecomp"], "table4"))
+    print((out / "intervention.md").read_text())
+    print(f"rewrote {out}/intervention.md, table4.csv, table4_paired.csv and run folders "
+          f"{', '.join(dict.fromkeys(table['method']))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="tiny")
@@ -41,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=0.9)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--figure", type=int, default=4, help="samples in figures/intervention.png")
+    parser.add_argument("--report-only", action="store_true",
+                        help="recompute table4*.csv, intervention.md and the run folders from --out's per_image.csv "
+                             "(no denoiser call; the settings recorded in info_cmi/manifest.json)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/run.yaml (KEY=VALUE)")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return report_only(Path(args.out or f"outputs/infodecomp/{args.scale}/intervention"))
 
     from hydra import compose, initialize_config_dir
     from hydra.errors import InstantiationException

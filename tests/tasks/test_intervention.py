@@ -108,6 +108,37 @@ def test_run_writes_tables_runs_and_figure(tiny, tmp_path):
     assert "0.34" in (tmp_path / "intervention.md").read_text()
     long = report([tmp_path], paper=["infodecomp"], paper_table="table4", echo=False)
     assert {"info_cmi", "attention", "reconstruction"} == set(long["method"])
+    assert "Paired CMI − attention" in (tmp_path / "intervention.md").read_text()
+    # --report-only rebuilds the same tables from per_image.csv and the recorded settings
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    before = pd.read_csv(tmp_path / "table4.csv")
+    (tmp_path / "table4.csv").unlink()
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" /
+                                               "infodecomp_intervention.py"), "--report-only", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "table4.csv"), before)
+
+
+def test_paired_differences_against_a_hand_computed_case():
+    from xattr.tasks.intervention import paired_differences
+
+    rng = np.random.default_rng(0)
+    change = rng.random(40)
+    frame = pd.DataFrame({"change_sum": change, "cmi_i_s": change + 0.1 * rng.random(40),   # tracks the change
+                          "cmi_i_o": rng.random(40), "attention_sum": rng.random(40),
+                          "pixel_r_cmi": np.full(40, 0.5), "pixel_r_attention": np.linspace(0.0, 0.2, 40)})
+    rows = {r["metric"]: r for r in paired_differences(frame, InterventionSettings(), resamples=200)}
+    image = rows["image_pearson"]
+    expected = np.corrcoef(change, frame["cmi_i_s"])[0, 1] - np.corrcoef(change, frame["attention_sum"])[0, 1]
+    assert image["difference"] == pytest.approx(expected) and image["difference"] > 0.5
+    assert 0 < image["se"] < 0.5 and image["share_positive"] == 1.0 and image["n"] == 40
+    pixel = rows["pixel_pearson"]
+    assert pixel["difference"] == pytest.approx(0.4) and pixel["se"] == pytest.approx(
+        np.linspace(0.0, 0.2, 40).std(ddof=1) / np.sqrt(40))
 
 
 def test_too_few_samples_is_one_line(tiny, tmp_path):
