@@ -162,13 +162,15 @@ def render(table: pd.DataFrame, paper: pd.DataFrame, paired: pd.DataFrame | None
         lines.append(f"**{model}, words={words}** (n = {int(part['n'].max())} samples)")
         lines.append("")
         cells = []
+        counts = sorted({int(d) for d in part["draws"] if d is not None and d == d})
         for method, rows in part.groupby("method", sort=False):
             cell = {"method": PAPER_LABELS.get(method, method)}
             for r in rows.sort_values("draws", na_position="first").itertuples():
-                label = f"{int(r.draws)}" if r.draws is not None and r.draws == r.draws else "—"
-                cell[f"oracle @{label}"] = f"{100 * r.oracle:.2f} ± {100 * r.oracle_se:.2f} [{r.oracle_t:.2f}]"
-                cell[f"fair @{label}"] = (f"{100 * r.fair:.2f} ± {100 * r.fair_se:.2f} [{r.fair_t:.2f}, "
-                                          f"{r.fair_from}]")
+                drawless = r.draws is None or r.draws != r.draws   # whole image: the same at every draw count
+                for label in ([f"{c}" for c in counts] or ["—"]) if drawless else [f"{int(r.draws)}"]:
+                    cell[f"oracle @{label}"] = f"{100 * r.oracle:.2f} ± {100 * r.oracle_se:.2f} [{r.oracle_t:.2f}]"
+                    cell[f"fair @{label}"] = (f"{100 * r.fair:.2f} ± {100 * r.fair_se:.2f} [{r.fair_t:.2f}, "
+                                              f"{r.fair_from}]")
             cells.append(cell)
         lines.append(markdown_table(pd.DataFrame(cells)).rstrip())
         lines.append("")
@@ -178,7 +180,7 @@ def render(table: pd.DataFrame, paper: pd.DataFrame, paired: pd.DataFrame | None
             lines.append(f"Paired CMI − method (fair thresholds, same samples), IoU points, words={words}:")
             lines.append("")
             shown = pd.DataFrame({"method": [PAPER_LABELS.get(m, m) for m in pairs["method"]],
-                                  "draws": pairs["draws"], "n": pairs["n"],
+                                  "draws": pairs["draws"].astype(int), "n": pairs["n"],
                                   "CMI − method": [f"{100 * d:+.2f} ± {100 * e:.2f}"
                                                    for d, e in zip(pairs["difference"], pairs["se"])],
                                   "CMI better / worse": [f"{b:.0%} / {w:.0%}" for b, w in
