@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -11,6 +12,13 @@ from _timing import best_time
 from xattr.data.shapes_captions import VOCABULARY
 from xattr.models.text_to_image import TextToImageModel, load_pipeline_folder
 from xattr.models.tiny_t2i import build_tiny_t2i_pipeline
+
+
+def add_tiny_t2i_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--size``, ``--threads``, ``--model-path``: the model of a text-to-image benchmark."""
+    parser.add_argument("--size", type=int, default=32, help="image side of the random-init tiny_t2i")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model-path", type=Path, default=None, help="a trained tiny_t2i pipeline folder")
 
 
 def build_tiny_t2i(size: int, path: Path | None, device: torch.device) -> tuple[TextToImageModel, str]:

@@ -21,10 +21,9 @@ import argparse
 import datetime
 import math
 import time
-from pathlib import Path
 
 import torch
-from _t2i_bench import build_tiny_t2i, call_bound  # noqa: E402
+from _t2i_bench import add_tiny_t2i_arguments, build_tiny_t2i, call_bound  # noqa: E402
 from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
 from xattr.data.shapes_captions import ShapesCaptionsDataset
@@ -57,13 +56,11 @@ def main() -> None:
     global DEVICE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="16 px, 20 draws in (a)/(b), 8 repeats in (c)/(d)")
-    parser.add_argument("--size", type=int, default=32, help="image side of the random-init tiny_t2i")
     parser.add_argument("--images", type=int, default=4, help="images per heatmap batch in (a)/(b)")
     parser.add_argument("--draws", type=int, default=100, help="draws per image in (a)/(b) (the authors' 100)")
     parser.add_argument("--chunk", type=int, default=32, help="rows per stacked UNet call (info_cmi's default)")
     parser.add_argument("--repeats", type=int, default=20, help="repeated estimates in (c)/(d)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--model-path", type=Path, default=None, help="a trained tiny_t2i pipeline folder")
+    add_tiny_t2i_arguments(parser)
     add_device_argument(parser)
     args = parser.parse_args()
     DEVICE = bench_device(args.device)

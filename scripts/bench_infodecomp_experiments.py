@@ -25,10 +25,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
-from pathlib import Path
 
 import torch
-from _t2i_bench import build_tiny_t2i, call_bound  # noqa: E402
+from _t2i_bench import add_tiny_t2i_arguments, build_tiny_t2i, call_bound  # noqa: E402
 from _timing import add_device_argument, bench_device, best_time, device_label  # noqa: E402
 
 from xattr.data.shapes_captions import ShapesCaptionsDataset
@@ -151,14 +150,12 @@ def bench_sd21(path: str | None, device: torch.device, draws: int, levels: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="16 px, 10 draws, 20 Karras levels")
-    parser.add_argument("--size", type=int, default=32, help="image side of the random-init tiny_t2i")
     parser.add_argument("--images", type=int, default=4, help="images per batch")
     parser.add_argument("--draws", type=int, default=50, help="ARO draws per image")
     parser.add_argument("--levels", type=int, default=100, help="Karras noise levels of the Heun solver (paper: 100)")
     parser.add_argument("--chunk", type=int, default=256, help="rows per stacked call (metric.aro.chunk_size)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--model-path", type=Path, default=None, help="a trained tiny_t2i pipeline folder")
     parser.add_argument("--sd21-path", default=None, help="an SD 2.1 pipeline folder for (d) (else the HF cache)")
+    add_tiny_t2i_arguments(parser)
     add_device_argument(parser)
     args = parser.parse_args()
     device = bench_device(args.device)
