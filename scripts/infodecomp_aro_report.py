@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"no complete relation-test run under {', '.join(options.paths)}; run `make infodecomp-aro` first",
               file=sys.stderr)
-        return 1
+        return 2
     wide, paired, long = table1(runs)
     draws = draws_table(runs)
     t2 = table2(runs, options.min_cases)

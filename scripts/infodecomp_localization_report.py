@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if table.empty:
         print(f"no complete run with miou curves under {', '.join(options.paths)}; run `make "
               "infodecomp-localization` first", file=sys.stderr)
-        return 1
+        return 2
     paper = paper_rows(Path(options.paper)) if Path(options.paper).is_file() else pd.DataFrame()
     paired = paired_table(table)
     text = render(table, paper, paired)

@@ -128,3 +128,8 @@ def test_paired_differences_use_the_common_samples_at_equal_draws():
     row = paired.iloc[0]
     assert row["n"] == 3 and row["difference"] == pytest.approx(np.mean([0.6 - 0.1, 0.7 - 0.2, 0.8 - 0.9]))
     assert row["reference better"] == pytest.approx(2 / 3)
+
+
+def test_reports_without_runs_exit_2_as_xattr_report(tmp_path):
+    for name in ("infodecomp_aro_report", "infodecomp_localization_report"):
+        assert script(name).main([str(tmp_path)]) == 2, name
