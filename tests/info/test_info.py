@@ -245,3 +245,80 @@ def test_mmse_integral_with_trained_mlp_denoiser_within_10_percent():
                       chunk_size=20_000, generator=g)
     assert (A >= 0).all()
     assert abs(A.sum(1).mean().item() - info) / info < 0.10
+
+
+def test_trapezoid_weights_halve_both_endpoints_exactly():
+    """``h/2, h, ..., h, h/2`` with ``h = 1/(n-1)``: the endpoint pattern, not only the sum, is the rule."""
+    torch.testing.assert_close(trapezoid_weights(5), torch.tensor([1, 2, 2, 2, 1], dtype=torch.float64) / 8,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(trapezoid_weights(2), torch.tensor([0.5, 0.5], dtype=torch.float64), rtol=0, atol=0)
+
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 1000])
+def test_mmse_integral_of_a_unit_error_is_half_the_log_snr_span_exactly(chunk_size):
+    """Eq. 14 with ``mmse_eps = 1`` on the whole path: ``A_i = 1/2 (alpha_i - alpha_min) * int_0^1 1 dt``, exactly,
+    for every image, point and draw (row 0 of the stacked batch included), whatever the chunking. At ``x = 0`` the
+    channel gives ``z = b * eps``, so ``z / b - 1`` misses eps by exactly 1. 3 points, 1 draw: every row weighs."""
+    g = torch.Generator().manual_seed(0)
+    alpha = torch.empty(3, 5, dtype=torch.float64).uniform_(-4, 4, generator=g)
+
+    def unit_error(z, a):
+        return z / torch.sigmoid(-a).sqrt() - 1.0
+
+    A = mmse_integral(unit_error, torch.zeros_like(alpha), alpha, alpha_min=-10.0, n_points=3, n_noise=1,
+                      chunk_size=chunk_size, generator=g)
+    torch.testing.assert_close(A, 0.5 * (alpha + 10.0), rtol=1e-12, atol=0)
+
+
+def test_log_snr_sampler_defaults_are_algorithm_2s_standard_normal():
+    """DiffIB Algorithm 2 draws ``alpha ~ N(0, 1)`` per coordinate: the defaults are that law (mean 0, std 1,
+    no per-image shift: every image's own mean is 0 to within its sampling error)."""
+    a = sample_log_snr((400, 256), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert abs(a.mean().item()) < 0.01 and abs(a.std().item() - 1.0) < 0.01
+    assert a.mean(1).std().item() < 2.0 / 256 ** 0.5
+
+
+def test_log_snr_sampler_per_image_shift_is_gaussian_with_sample_scale():
+    """``sample_scale * g_b``: with ``scale=0`` each image is one constant log-SNR, Gaussian across images with
+    std ``sample_scale`` (not a ratio of Gaussians: its tails are light)."""
+    a = sample_log_snr((20_000, 3, 2, 2), mean=1.0, scale=0.0, sample_scale=2.0,
+                       generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    per_image = a.flatten(1)
+    assert torch.equal(per_image, per_image[:, :1].expand_as(per_image))
+    assert abs(per_image[:, 0].mean().item() - 1.0) < 0.05 and abs(per_image[:, 0].std().item() - 2.0) < 0.05
+    assert per_image[:, 0].sub(1.0).abs().max().item() < 2.0 * 5.0
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.5])
+def test_smooth_field_of_an_impulse_is_the_normalised_gaussian_kernel_wrapped_around(sigma):
+    """``smooth_field`` blurs along both axes with ``k_j ~ exp(-j^2 / (2 sigma^2))``, ``|j| <= max(1, ceil(3 sigma))``,
+    circular padding, then divides by ``sum k^2`` (unit variance for white noise): an impulse at a corner gives
+    ``k_dy k_dx / sum k^2`` at offsets ``(dy, dx)`` taken modulo the image size."""
+    radius = max(1, math.ceil(3 * sigma))
+    j = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-(j ** 2) / (2 * sigma ** 2))
+    k = k / k.sum()
+    size = 12
+    expected = torch.zeros(size, size, dtype=torch.float64)
+    for dy, ky in zip(j.long().tolist(), k.tolist()):
+        for dx, kx in zip(j.long().tolist(), k.tolist()):
+            expected[dy % size, dx % size] += ky * kx / k.pow(2).sum()
+    impulse = torch.zeros(1, 1, size, size, dtype=torch.float64)
+    impulse[0, 0, 0, 0] = 1.0
+    torch.testing.assert_close(smooth_field(impulse, sigma)[0, 0], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_log_snr_sampler_smooths_the_chosen_images_of_a_4d_draw():
+    """``smooth_fraction=1`` with ``smooth_sigma > 0`` (also below 1 pixel) smooths every image of a ``[B,C,H,W]``
+    draw: neighbouring coordinates correlate as the blurred field's do; ``smooth_fraction=0`` leaves white noise."""
+    def neighbour_corr(a):
+        return torch.corrcoef(torch.stack([a[..., :-1].flatten(), a[..., 1:].flatten()]))[0, 1].item()
+
+    g = torch.Generator().manual_seed(2)
+    for sigma, low in [(0.6, 0.3), (2.0, 0.8)]:
+        smoothed = sample_log_snr((32, 3, 16, 16), smooth_sigma=sigma, smooth_fraction=1.0, generator=g)
+        assert neighbour_corr(smoothed) > low, sigma
+        assert abs(smoothed.std().item() - 1.0) < 0.1
+    white = sample_log_snr((32, 3, 16, 16), smooth_sigma=2.0, smooth_fraction=0.0, generator=g)
+    assert abs(neighbour_corr(white)) < 0.05

@@ -276,3 +276,16 @@ def test_raising_beta_lowers_the_fitted_information():
                                    generator=torch.Generator().manual_seed(0)).sum().item())
     assert alphas[1] < alphas[0] - 0.5, f"mean alpha at beta 0.03 / 0.3: {alphas}"
     assert infos[1] < 0.7 * infos[0], f"Eq. 14 information (nats) at beta 0.03 / 0.3: {infos}"
+
+
+def test_per_sample_fits_defaults_are_the_methods_and_the_yamls():
+    """``fit_alpha_per_sample`` called without settings runs Algorithm 1 as ``conf/method/diffib.yaml`` does: every
+    parameter it shares with ``DiffIB`` has the same default (and ``DiffIB``'s equal the YAML's,
+    ``tests/test_config_defaults.py``)."""
+    import inspect
+
+    fit = inspect.signature(fit_alpha_per_sample).parameters
+    method = inspect.signature(DiffIB).parameters
+    shared = [k for k in fit if k in method and fit[k].default is not inspect.Parameter.empty]
+    assert {"beta", "steps", "lr", "width", "depth", "alpha_init", "patience", "tol", "batching"} <= set(shared)
+    assert {k: fit[k].default for k in shared} == {k: method[k].default for k in shared}

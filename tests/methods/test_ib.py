@@ -3,6 +3,8 @@ xattr.info.feature_statistics)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch.distributions import Normal, kl_divergence
 
 from xattr.data import ShapesDataset
 from xattr.errors import XattrError
-from xattr.info.bottleneck import SpatialGaussianSmoothing, bottleneck_sample, kl_capacity
+from xattr.info.bottleneck import SpatialGaussianSmoothing, bits, bottleneck_sample, kl_capacity
 from xattr.info.feature_statistics import WelfordEstimator, feature_statistics
 from xattr.methods.base import RunContext
 from xattr.methods.hsic import HSIC, hsic_dirac_rbf, hsic_lhs_masks
@@ -85,6 +87,41 @@ def test_bottleneck_sample_moments_and_smoothing():
     spike[0, 0, 4, 4] = 1
     out = smooth(spike)
     assert out.sum().item() == pytest.approx(1.0, abs=1e-6) and out[0, 0, 4, 4] == out.max()
+
+
+
+def iba_spatial_gaussian_kernel(sigma: float) -> torch.Tensor:
+    """IBA's ``_SpatialGaussianKernel`` (Schulz et al. 2020, reference code) written as it builds it: size
+    ``2 * round(2 sigma) + 1``, a 2-D grid of squared distances to the centre ``(size - 1) / 2``, normalised."""
+    size = int(round(2 * sigma)) * 2 + 1
+    coords = torch.arange(size, dtype=torch.float64)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    centre = (size - 1) / 2.0
+    kernel = torch.exp(-((xx - centre) ** 2 + (yy - centre) ** 2) / (2 * sigma ** 2))
+    return kernel / kernel.sum()
+
+
+@pytest.mark.parametrize("sigma", [0.6, 1.0, 2.0])
+def test_spatial_smoothing_is_ibas_gaussian_kernel_with_reflection(sigma):
+    """A spike away from the border comes out as IBA's kernel (its size and width, centred); near the border
+    the map is reflected (IBA's ``ReflectionPad2d``); the default sigma is IBA's 1."""
+    kernel = iba_spatial_gaussian_kernel(sigma)
+    half = (kernel.shape[0] - 1) // 2
+    smooth = SpatialGaussianSmoothing(sigma)
+    spike = torch.zeros(1, 1, 15, 15, dtype=torch.float64)
+    spike[0, 0, 7, 7] = 1.0
+    expected = torch.zeros(15, 15, dtype=torch.float64)
+    expected[7 - half:8 + half, 7 - half:8 + half] = kernel
+    torch.testing.assert_close(smooth(spike)[0, 0], expected, rtol=1e-6, atol=1e-9)
+    maps = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    padded = torch.nn.functional.pad(maps.reshape(6, 1, 9, 11), (half,) * 4, mode="reflect")
+    reference = torch.nn.functional.conv2d(padded, kernel[None, None]).reshape(2, 3, 9, 11)
+    torch.testing.assert_close(smooth(maps), reference, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(SpatialGaussianSmoothing()(maps), SpatialGaussianSmoothing(1.0)(maps))
+
+
+def test_bits_are_nats_over_log_2():
+    torch.testing.assert_close(bits(torch.tensor([math.log(2.0), math.log(8.0)])), torch.tensor([1.0, 3.0]))
 
 
 def test_feature_statistics_cached(tiny_cnn, train_small, tmp_path):

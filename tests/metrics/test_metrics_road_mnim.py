@@ -417,3 +417,22 @@ def test_road_reads_nothing_back_per_evaluation_chunk():
             metric(model, x, maps, target)
         counts.append(reads.counts)
     assert counts[0] == counts[1], f"{dict(counts[0])} with one chunk vs {dict(counts[1])} with six"
+
+
+def test_mnim_relative_threshold_is_a_share_of_the_full_images_probability():
+    """``relative=True`` searches for ``threshold * p(full image)``, not ``threshold``: with p(full) ~ 0.8 the
+    absolute 0.9 is never reached while the relative one (0.72) is, at the linear scan's crossing."""
+    x = rand(1, 3, 8, 8, seed=11)
+    base = make_substrate(nn.Identity(), x, "zero", 0)
+    model, maps = monotone_model(x, base)
+    with torch.no_grad():
+        full_logit_gap = model(x).diff(dim=-1)[0, 0].item()
+        model[1].bias.add_(torch.tensor([1.0, -1.0]) * (full_logit_gap - math.log(4.0)) / 2)  # p(full) = 0.8
+        full = model(x).softmax(-1)[0, 1].item()
+    assert full == pytest.approx(0.8, abs=1e-4)
+    rank = rank_units(maps, 0)[0]
+    absolute = MNIM(threshold=0.9, relative=False, substrate="zero", grid=8)(model, x, maps, torch.tensor([1]))
+    relative = MNIM(threshold=0.9, relative=True, substrate="zero", grid=8)(model, x, maps, torch.tensor([1]))
+    assert absolute["reached"].item() == 0.0 and absolute["mnim"].item() == 1.0
+    assert relative["reached"].item() == 1.0
+    assert relative["n"].item() == linear_scan(model, x[0], rank, base[0], 1, 0.9 * full) < 192

@@ -58,7 +58,7 @@ def _alpha_forward(params: dict[str, torch.Tensor], x: torch.Tensor, depth: int,
     raise XattrError(f"batching={batching!r}: use grouped, vmap or loop")
 
 
-def fit_alpha_per_sample(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *, beta: float = 0.03,
+def fit_alpha_per_sample(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *, beta: float = 0.1,
                          steps: int = 300, lr: float = 0.003, width: int = 8, depth: int = 3,
                          alpha_init: float = 5.0, patience: int = 30, tol: float = 1e-3,
                          seeds: list[int] | None = None, batching: str = "grouped",
@@ -131,7 +131,7 @@ class DiffIB(AttributionMethod):
 
     supports_transformers = True
 
-    def __init__(self, model, mode: str = "per_sample", beta: float = 0.03, steps: int = 300, lr: float = 0.003,
+    def __init__(self, model, mode: str = "per_sample", beta: float = 0.1, steps: int = 300, lr: float = 0.003,
                  patience: int = 30, tol: float = 1e-3, width: int = 8, depth: int = 3, alpha_init: float = 5.0,
                  output: str = "mmse_integral", alpha_min: float = -10.0, n_points: int = 17, n_noise: int = 2,
                  chunk_size: int = 64, denoiser: dict | None = None, alpha_unet: dict | None = None,
