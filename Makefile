@@ -301,7 +301,7 @@ infodecomp-intervention: setup  ## Info-Decomp Table 4 / Fig. 3: prompt interven
 # DiffIG − method on the same images and each method's completeness error (written per image by the run task).
 # SCALE=tiny: tiny_cnn on 100 shapes test images, CPU (the path model trains on first use, a few minutes);
 # SCALE=paper: 500 ImageNet val images, VGG16 / ResNet18 / GoogLeNet / ViT-B/16 (needs weights + data).
-DIFFIG_METHODS ?= integrated_gradients blur_ig guided_ig expected_gradients ig2 spi diffig
+DIFFIG_METHODS ?= integrated_gradients blur_ig guided_ig expected_gradients ig2 spi diffig random_map
 DIFFIG_OUT ?= outputs/diffig/$(SCALE)
 DIFFIG_METRICS_tiny := diffid,insertion,deletion,seg_ratio
 DIFFIG_METRICS_paper := diffid,insertion,deletion
