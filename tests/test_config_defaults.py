@@ -55,3 +55,44 @@ def test_the_target_configs_cover_every_mutated_metric_and_diffib():
                      "xattr.metrics.insertion.Insertion", "xattr.metrics.deletion.Deletion",
                      "xattr.methods.diffib.DiffIB"):
         assert expected in targets
+
+
+def bare_instance(path: Path, config: dict):
+    """The ``_target_`` built with nothing but its required model (metrics need none), or None where the class
+    needs a model of another kind than the tiny classifiers (text-to-image methods)."""
+    from xattr.errors import XattrError
+    from xattr.models import build_model
+
+    module, _, name = config["_target_"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if path.parent.name == "metric":
+        return cls()
+    for model_name in ("tiny_cnn", "tiny_vit"):
+        try:
+            return cls(build_model(model_name, num_classes=6))
+        except XattrError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("path", target_configs(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_bare_instance_stores_the_yamls_values(path):
+    """What the constructor *does* with its defaults (the stored settings), not only its signature: built with no
+    settings, every setting the instance keeps under the YAML key's name equals the YAML value."""
+    config = yaml.safe_load(path.read_text())
+    instance = bare_instance(path, config)
+    if instance is None:
+        pytest.skip(f"{path.stem} needs a text-to-image model")
+    skip = VARIANT_KEYS.get((path.parent.name, path.stem), set())
+    drift = {}
+    for key, value in config.items():
+        if key.startswith("_") or key in skip or isinstance(value, dict) or not hasattr(instance, key):
+            continue
+        if value is None or (isinstance(value, str) and value.startswith("${")):
+            continue  # null: the class resolves it (e.g. the model's default layer); an interpolation
+        stored = getattr(instance, key)
+        if callable(stored):
+            continue  # a method of the same name, not a stored setting
+        if comparable(stored) != comparable(value):
+            drift[key] = (value, stored)
+    assert not drift, f"{path.name}: YAML value vs what {type(instance).__name__}() stores: {drift}"
