@@ -16,7 +16,7 @@ import torch
 
 from xattr.errors import XattrError
 from xattr.info import gaussian_eps_denoiser
-from xattr.info.ode import generate, heun, invert, karras_sigmas, sigma_range
+from xattr.info.ode import generate, heun, invert, karras_sigmas, logsnr_to_sigma, sigma_range, sigma_to_logsnr
 
 VARIANCES = torch.tensor([0.05, 0.3, 1.0, 4.0], dtype=torch.float64)
 #: SD 2.1's trained log-SNR range (the notes: s ∈ [0.029, 14.6])
@@ -152,3 +152,17 @@ def test_bad_schedules_are_one_line_errors():
         with pytest.raises(XattrError, match=pattern) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+def test_noise_level_and_log_snr_convert_both_ways_and_give_the_default_schedule_sd21s_range():
+    """``α = −2 log s`` and ``s = exp(−α/2)`` (VP log-SNR ↔ VE level), inverse of each other; the default Karras
+    range is ``sigma_range`` of SD 2.1's trained log-SNR range [−5.36, 7.07] (the module docstring), 100 levels."""
+    sigma = torch.tensor([0.01, 0.5, 1.0, 3.0, 20.0], dtype=torch.float64)
+    torch.testing.assert_close(sigma_to_logsnr(sigma), -2.0 * sigma.log())
+    torch.testing.assert_close(logsnr_to_sigma(sigma_to_logsnr(sigma)), sigma)
+    assert logsnr_to_sigma(2.0).item() == pytest.approx(math.exp(-1.0))
+    low, high = sigma_range((-5.36, 7.07))
+    default = karras_sigmas()
+    assert default.shape == (100,)
+    assert default[0].item() == pytest.approx(high, rel=2e-3) and default[-1].item() == pytest.approx(low, rel=2e-3)
+    torch.testing.assert_close(default, karras_sigmas(100, default[-1].item(), default[0].item(), 7.0))

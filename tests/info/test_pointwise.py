@@ -102,6 +102,18 @@ def test_from_data_follows_itdiffusion():
         TruncatedLogistic.from_data(x[:3])
 
 
+def test_from_data_is_from_eigenvalues_of_torch_cov_on_few_shifted_samples():
+    """Exactly the spectrum of the unbiased sample covariance (``torch.cov``, the reference) of data with a mean far
+    from 0, at N = 7 samples of dimension 4 (where ``N − 1`` vs ``N ± 1`` shows); the ``clip`` given is kept, the
+    default is the authors' 3."""
+    x = 5.0 + torch.randn(7, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    reference = TruncatedLogistic.from_eigenvalues(torch.linalg.eigvalsh(torch.cov(x.reshape(7, -1).T)), clip=2.5)
+    fitted = TruncatedLogistic.from_data(x, clip=2.5)
+    assert fitted.loc == pytest.approx(reference.loc, rel=1e-10) and fitted.scale == pytest.approx(reference.scale)
+    assert fitted.clip == 2.5
+    assert TruncatedLogistic.from_data(x).clip == 3.0 == TruncatedLogistic.from_eigenvalues(torch.ones(2) + 1).clip
+
+
 # ------------------------------------------------------------------ Gaussian ground truth
 
 

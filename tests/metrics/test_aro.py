@@ -112,3 +112,18 @@ def test_one_line_errors():
         metric(None, torch.zeros(1, 3, 16, 16), candidates=None)
     with pytest.raises(XattrError, match="same number"):
         metric(None, torch.zeros(2, 3, 16, 16), candidates=[["a", "b"], ["a", "b", "c"]])
+
+
+
+def test_correct_by_draws_is_the_strict_argmax_at_each_nested_draw_count(model, images):
+    """The accuracy-vs-draws curve: column t is ``1[s(y_0) > max_{k>=1} s(y_k)]`` of the scores from the first
+    ``draw_counts[t]`` draws (a tie fails); its last column is ``correct``. Scores designed per column: the true
+    caption wins, loses to the last candidate only, loses to the second only, ties."""
+    by_draws = torch.tensor([[[3.0, 1.0, 2.0], [3.0, 1.0, 4.0], [3.0, 4.0, 1.0]],
+                             [[1.0, 2.0, 0.0], [2.0, 2.0, 1.0], [5.0, 1.0, 4.9]]], dtype=torch.float64)
+    metric = AROScores(scores=["info"], n_draws=4, draw_counts=[1, 2, 4])
+    metric.score_candidates = lambda *args: {"info": by_draws}
+    out = metric(model, images, candidates=CANDIDATES)
+    torch.testing.assert_close(out["info.correct_by_draws"],
+                               torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=out["info.correct_by_draws"].dtype))
+    torch.testing.assert_close(out["info.correct_by_draws"][:, -1], out["info.correct"].to(out["info.correct_by_draws"]))

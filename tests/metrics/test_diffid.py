@@ -51,6 +51,8 @@ def test_removed_elements_take_the_kept_mean_per_channel():
     assert torch.allclose(out[0, 1], torch.tensor([[0.4, 0.5], [0.45, 0.45]]))
     empty = fill_with_kept_mean(x, torch.zeros_like(keep))
     assert torch.allclose(empty[0, 0], torch.full((2, 2), 0.15))  # nothing kept: the channel mean
+    one = fill_with_kept_mean(x, torch.tensor([[[[False, False], [False, True]], [[False, True], [False, False]]]]))
+    assert torch.allclose(one[0, 0], torch.full((2, 2), 0.3)) and torch.allclose(one[0, 1], torch.full((2, 2), 0.5))
 
 
 def test_pixel_maps_and_bad_ratios():

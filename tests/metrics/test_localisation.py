@@ -5,7 +5,7 @@ import torch
 
 from xattr.errors import XattrError
 from xattr.metrics.mask_mass import MaskMass
-from xattr.metrics.miou import MIoU, normalise_min_max
+from xattr.metrics.miou import MIoU, iou_curve, normalise_min_max
 
 
 def _ramp(width=10):
@@ -78,3 +78,17 @@ def test_localisation_metrics_refuse_a_missing_or_misshaped_mask():
         MaskMass()(None, None, torch.ones(1, 3, 4, 4), mask=torch.ones(1, 4, 4, dtype=torch.bool))
     with pytest.raises(XattrError, match="threshold"):
         MIoU(threshold=2.0)
+
+
+def test_min_max_normalisation_ignores_offset_and_scale_and_thresholds_are_strict():
+    """``(m − min)/(max − min)`` per image: a map shifted by 5 and scaled by 0.01 normalises to the same values; a
+    normalised value equal to the threshold is not selected (``> t``); one-pixel unions give IoU 1 (the pixel
+    found) or 0 (a pixel predicted outside an empty mask), not 1/2 or 1."""
+    maps = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(normalise_min_max(5.0 + 0.01 * maps), normalise_min_max(maps), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(normalise_min_max(maps).flatten(1).amax(1), torch.ones(3, dtype=torch.float64))
+    ramp = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 2, 2)
+    mask = torch.tensor([[[False, False], [False, True]]])
+    assert iou_curve(ramp, mask, torch.tensor([0.5])).item() == 1.0          # 0.5 itself is not above 0.5
+    assert iou_curve(ramp, mask, torch.tensor([0.4])).item() == 0.5          # {0.5, 1.0} against {1.0}
+    assert iou_curve(ramp, torch.zeros_like(mask), torch.tensor([0.5])).item() == 0.0
