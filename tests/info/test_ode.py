@@ -16,7 +16,15 @@ import torch
 
 from xattr.errors import XattrError
 from xattr.info import gaussian_eps_denoiser
-from xattr.info.ode import generate, heun, invert, karras_sigmas, logsnr_to_sigma, sigma_range, sigma_to_logsnr
+from xattr.info.ode import (
+    generate,
+    heun,
+    invert,
+    karras_sigmas,
+    logsnr_to_sigma,
+    sigma_range,
+    sigma_to_logsnr,
+)
 
 VARIANCES = torch.tensor([0.05, 0.3, 1.0, 4.0], dtype=torch.float64)
 #: SD 2.1's trained log-SNR range (the notes: s ∈ [0.029, 14.6])
