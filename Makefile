@@ -298,8 +298,9 @@ infodecomp-intervention: setup  ## Info-Decomp Table 4 / Fig. 3: prompt interven
 # ---- diffig ----
 # DiffIG and the path-attribution family (issue 15): every path method, one run each, scored with DiffID,
 # insertion, deletion (and seg ratio at SCALE=tiny: shapes' exact masks); the report adds paired differences
-# DiffIG − method on the same images and each method's completeness error (written per image by the run task).
-# SCALE=tiny: tiny_cnn on 100 shapes test images, CPU (the path model trains on first use, a few minutes);
+# DiffIG − method on the same images and each method's completeness error (written per image by the run task);
+# random_map is the chance row (docs/paths.md, "Tiny table").
+# SCALE=tiny: tiny_cnn on 100 shapes test images, CPU, about 2 h on 2 cores (the path model trains on first use);
 # SCALE=paper: 500 ImageNet val images, VGG16 / ResNet18 / GoogLeNet / ViT-B/16 (needs weights + data).
 DIFFIG_METHODS ?= integrated_gradients blur_ig guided_ig expected_gradients ig2 spi diffig random_map
 DIFFIG_OUT ?= outputs/diffig/$(SCALE)
