@@ -254,7 +254,6 @@ def test_trapezoid_weights_halve_both_endpoints_exactly():
     torch.testing.assert_close(trapezoid_weights(2), torch.tensor([0.5, 0.5], dtype=torch.float64), rtol=0, atol=0)
 
 
-
 @pytest.mark.parametrize("chunk_size", [1, 4, 1000])
 def test_mmse_integral_of_a_unit_error_is_half_the_log_snr_span_exactly(chunk_size):
     """Eq. 14 with ``mmse_eps = 1`` on the whole path: ``A_i = 1/2 (alpha_i - alpha_min) * int_0^1 1 dt``, exactly,

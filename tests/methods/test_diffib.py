@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -282,8 +284,6 @@ def test_per_sample_fits_defaults_are_the_methods_and_the_yamls():
     """``fit_alpha_per_sample`` called without settings runs Algorithm 1 as ``conf/method/diffib.yaml`` does: every
     parameter it shares with ``DiffIB`` has the same default (and ``DiffIB``'s equal the YAML's,
     ``tests/test_config_defaults.py``)."""
-    import inspect
-
     fit = inspect.signature(fit_alpha_per_sample).parameters
     method = inspect.signature(DiffIB).parameters
     shared = [k for k in fit if k in method and fit[k].default is not inspect.Parameter.empty]

@@ -89,7 +89,6 @@ def test_bottleneck_sample_moments_and_smoothing():
     assert out.sum().item() == pytest.approx(1.0, abs=1e-6) and out[0, 0, 4, 4] == out.max()
 
 
-
 def iba_spatial_gaussian_kernel(sigma: float) -> torch.Tensor:
     """IBA's ``_SpatialGaussianKernel`` (Schulz et al. 2020, reference code) written as it builds it: size
     ``2 * round(2 sigma) + 1``, a 2-D grid of squared distances to the centre ``(size - 1) / 2``, normalised."""

@@ -114,7 +114,6 @@ def test_one_line_errors():
         metric(None, torch.zeros(2, 3, 16, 16), candidates=[["a", "b"], ["a", "b", "c"]])
 
 
-
 def test_correct_by_draws_is_the_strict_argmax_at_each_nested_draw_count(model, images):
     """The accuracy-vs-draws curve: column t is ``1[s(y_0) > max_{k>=1} s(y_k)]`` of the scores from the first
     ``draw_counts[t]`` draws (a tie fails); its last column is ``correct``. Scores designed per column: the true
