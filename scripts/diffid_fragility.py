@@ -18,7 +18,7 @@ import argparse
 
 import torch
 
-from xattr.data import ShapesDataset
+from xattr.data import ShapesDataset, collate
 from xattr.metrics.diffid import fill_with_kept_mean
 from xattr.training.classifier import load_trained_classifier
 
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = load_trained_classifier("tiny_cnn", "shapes", 64, cache_dir=args.cache_dir).eval()
     data = ShapesDataset("test", n_samples=args.n_images)
-    x = torch.stack([data[i]["image"] for i in range(len(data))])
-    y = torch.tensor([int(data[i]["label"]) for i in range(len(data))])
+    batch = collate([data[i] for i in range(len(data))])
+    x, y = batch["image"], batch["label"]
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).float().mean().item()
