@@ -40,13 +40,6 @@ def test_trainer_writes_a_loadable_encoder_and_the_metric_scores_candidates(tmp_
     assert torch.equal(out["correct"], (scores[:, 0] > scores[:, 1:].max(1).values).float())
 
 
-def test_missing_encoder_and_bad_options_are_one_line_errors(tmp_path):
-    with pytest.raises(XattrError, match="xattr train task=contrastive"):
-        AROContrastive(cache_dir=str(tmp_path))(None, torch.rand(1, 3, 16, 16), candidates=[["a", "b"]])
-    with pytest.raises(XattrError, match="encoder"):
-        AROContrastive(encoder="blip")
-
-
 def test_open_clip_without_the_package_or_weights_is_one_line(monkeypatch):
     import sys
     import types
