@@ -174,3 +174,34 @@ def test_noise_level_and_log_snr_convert_both_ways_and_give_the_default_schedule
     assert default.shape == (100,)
     assert default[0].item() == pytest.approx(high, rel=2e-3) and default[-1].item() == pytest.approx(low, rel=2e-3)
     torch.testing.assert_close(default, karras_sigmas(100, default[-1].item(), default[0].item(), 7.0))
+
+
+def test_the_edges_of_each_valid_range_are_accepted_and_just_beyond_them_refused():
+    """Two levels are enough, any ρ > 0 works; equal levels, σ_min = 0, ρ = 0 and an empty log-SNR range are
+    refused, and so is a schedule that is not decreasing after its first step (each error names its function)."""
+    eps = gaussian_eps()
+    x = torch.ones(2, 4, dtype=torch.float64)
+    assert karras_sigmas(2, 0.5, 1.0).tolist() == [1.0, 0.5]
+    assert karras_sigmas(3, 0.5, 1.0, rho=0.5).shape == (3,)
+    two = torch.tensor([2.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(invert(x, eps, two), heun(x, two.flip(0), eps))
+    torch.testing.assert_close(generate(x, eps, two), heun(x, two, eps))
+    for call, pattern in [(lambda: karras_sigmas(3, 0.0, 1.0), "0 < sigma_min < sigma_max"),
+                          (lambda: karras_sigmas(3, 1.0, 1.0), "0 < sigma_min < sigma_max"),
+                          (lambda: karras_sigmas(3, 0.5, 1.0, rho=0.0), "rho=0.0 must be > 0"),
+                          (lambda: sigma_range((1.0, 1.0)), "min < max"),
+                          (lambda: generate(x, eps, torch.tensor([2.0, 2.0, 1.0])), "^generate: .*decreasing"),
+                          (lambda: invert(x, eps, torch.tensor([3.0, 1.0, 2.0])), "^invert: .*decreasing"),
+                          (lambda: invert(x, eps, torch.tensor([2.0])), "^invert: .*decreasing")]:
+        with pytest.raises(XattrError, match=pattern):
+            call()
+
+
+@pytest.mark.parametrize("direction", ["generate", "invert"])
+def test_invert_and_generate_pass_their_options_to_heun(direction):
+    eps, x, sigmas = gaussian_eps(), torch.ones(2, 4, dtype=torch.float64), karras_sigmas(5, 0.1, 3.0)
+    run = invert if direction == "invert" else generate
+    steps = []
+    euler = run(x, eps, sigmas, second_order=False, callback=lambda i, s, state: steps.append(i))
+    assert steps == [0, 1, 2, 3]
+    assert not torch.allclose(euler, run(x, eps, sigmas))

@@ -293,3 +293,48 @@ def test_bad_input_is_one_clear_error():
         assert "\n" not in str(info.value)
     with pytest.raises(XattrError, match="must predict eps"):
         pointwise_information(lambda z, a, c: z[:, :1], x, cond, ref, n_draws=2)
+
+
+def test_the_edges_of_each_valid_input_are_accepted_and_just_beyond_them_refused():
+    """One draw, one row per call and scalar conditions (``cond``/``ref`` ``[B]``, e.g. class labels) work; an
+    integer or 1-D ``x``, a batch mismatch of ``ref`` or of ``cond`` alone, and a non-integer ``n_draws`` do not."""
+    model, x, cond, ref = _image_case(batch=2)
+    eps_fn = model.eps_denoiser()
+    one = pointwise_information(eps_fn, x, cond, ref, n_draws=1, chunk_size=1,
+                                generator=torch.Generator().manual_seed(0))
+    assert one["i_o"].shape == (2,) and bool((one["i_o"] > 0).all())
+    labels = pointwise_information(lambda z, a, c: z * c.to(z)[:, None, None, None], x, torch.tensor([1.0, 2.0]),
+                                   torch.zeros(2), n_draws=2, generator=torch.Generator().manual_seed(0))
+    assert labels["i_o"].shape == (2,)
+    for bad_x, bad_cond, bad_ref, n_draws, message in [
+            (x.long(), cond, ref, 2, "x must be a float tensor"), (x[:, 0, 0, 0], cond, ref, 2, "x must be a float"),
+            (x, cond, ref, True, "n_draws=True"), (x, cond, ref, 2.0, "n_draws=2.0")]:
+        with pytest.raises(XattrError, match=message):
+            pointwise_information(eps_fn, bad_x, bad_cond, bad_ref, n_draws=n_draws)
+    for conds, refs in ((cond[:, None], ref[:1]), (cond[:1, None], ref)):
+        with pytest.raises(XattrError, match="x has 2 images"):
+            pointwise_information_many(eps_fn, x, conds, refs, n_draws=1)
+    with pytest.raises(XattrError, match="chunk_size=0"):
+        pointwise_information(eps_fn, x, cond, ref, n_draws=1, chunk_size=0)
+
+
+def test_the_log_snr_sampler_accepts_the_edges_of_its_ranges_and_refuses_beyond():
+    """Any ``clip > 0`` and ``scale > 0`` (not 0), finite parameters only (each one checked), two eigenvalues
+    > 0, ``from_data`` with one sample more than the dimension, and a one-node quadrature."""
+    assert TruncatedLogistic(clip=0.5).high == pytest.approx(2.0)
+    assert TruncatedLogistic(scale=1e-3).low == pytest.approx(1.0 - 3e-3)
+    for bad in (dict(scale=0.0), dict(clip=0.0), dict(loc=math.nan), dict(scale=math.inf), dict(clip=math.inf)):
+        with pytest.raises(XattrError, match="log-SNR sampler"):
+            TruncatedLogistic(**bad)
+    assert TruncatedLogistic.from_eigenvalues(torch.tensor([0.5, 2.0])).scale > 1
+    for lam in (torch.tensor([1.0]), torch.tensor([0.0, 1.0, 2.0])):
+        with pytest.raises(XattrError, match="from_eigenvalues needs >= 2 positive"):
+            TruncatedLogistic.from_eigenvalues(lam)
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert math.isfinite(TruncatedLogistic.from_data(x).loc)
+    with pytest.raises(XattrError, match="from_data: 4 samples of dimension 4"):
+        TruncatedLogistic.from_data(x[:4])
+    nodes, weights = TruncatedLogistic().quadrature(1)
+    assert nodes.tolist() == [1.0] and weights.tolist() == pytest.approx([12.0])
+    with pytest.raises(XattrError, match="n_points=0"):
+        TruncatedLogistic().quadrature(0)
