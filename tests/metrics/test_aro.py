@@ -8,7 +8,7 @@ import torch
 from xattr.data.shapes_captions import VOCABULARY
 from xattr.errors import XattrError
 from xattr.info.logsnr import TruncatedLogistic
-from xattr.metrics.aro import AROScores, nested_means, relation_outputs
+from xattr.metrics.aro import AROScores, check_candidates, nested_means, relation_outputs
 from xattr.models import TextToImageModel, build_tiny_t2i_pipeline
 
 CANDIDATES = [["a red star to the left of a blue ring", "a blue star to the left of a red ring",
@@ -126,3 +126,16 @@ def test_correct_by_draws_is_the_strict_argmax_at_each_nested_draw_count(model, 
     torch.testing.assert_close(out["info.correct_by_draws"],
                                torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=out["info.correct_by_draws"].dtype))
     torch.testing.assert_close(out["info.correct_by_draws"][:, -1], out["info.correct"].to(out["info.correct_by_draws"]))
+
+
+def test_candidates_two_per_image_are_enough_and_one_list_per_image_is_required():
+    assert check_candidates([("a", "b"), ["c", "d"]], 2, "aro") == [["a", "b"], ["c", "d"]]
+    for bad, message in [([["a", "b"]], "must be 2 lists of strings"), ([["a", 1], ["b", "c"]], "lists of strings"),
+                         ([["a"], ["b"]], r"same number \(>= 2\)")]:
+        with pytest.raises(XattrError, match=f"^aro: .*{message}"):
+            check_candidates(bad, 2, "aro")
+
+
+def test_the_log_snr_law_is_the_configured_one():
+    metric = AROScores(loc=0.5, scale=1.5, clip=2.0)
+    assert (metric.sampler.loc, metric.sampler.scale, metric.sampler.clip) == (0.5, 1.5, 2.0)
