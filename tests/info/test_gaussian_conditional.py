@@ -69,6 +69,13 @@ def test_information_is_the_half_log_determinant_ratio_and_the_chain_rule_holds(
     assert model.information(Y + C) == pytest.approx(model.information(C) + model.information(Y + C, C), rel=1e-9)
 
 
+def test_random_joint_gaussian_is_a_correlation_matrix_with_the_default_coupling():
+    model = random_joint_gaussian(2, 3, generator=torch.Generator().manual_seed(8))
+    assert torch.allclose(model.covariance.diagonal(), torch.ones(5, dtype=torch.float64))
+    stated = random_joint_gaussian(2, 3, coupling=0.6, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(model.covariance, stated.covariance) and model.x_dim == 2 and model.cond_dim == 3
+
+
 def test_samples_follow_the_covariance_and_the_generator(model):
     x, w = model.sample(40_000, generator=torch.Generator().manual_seed(6))
     assert x.shape == (40_000, 3) and w.shape == (40_000, 4)

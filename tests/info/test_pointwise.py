@@ -252,6 +252,12 @@ def test_many_conditions_share_draws_and_match_single_calls():
                                        generator=torch.Generator().manual_seed(9))
         assert torch.allclose(many["i_o"][:, k], single["i_o"], rtol=1e-12)
         assert torch.allclose(many["i_s"][:, k], single["i_s"], rtol=1e-12)
+    law = dict(loc=0.5, scale=1.5, clip=2.0, n_draws=3)             # the log-SNR law is passed on whole
+    many = pointwise_information_many(model.eps_denoiser(), x, conds, ref, **law,
+                                      generator=torch.Generator().manual_seed(9))
+    single = pointwise_information(model.eps_denoiser(), x, conds[:, 0], ref, **law,
+                                   generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(many["i_o"][:, 0], single["i_o"], rtol=1e-12)
 
 
 def test_i_s_spreads_more_than_i_o_over_repeated_draws():
