@@ -119,3 +119,8 @@ def test_distinct_rows_is_torch_unique_over_rows(width):
 def test_bad_covariance_or_x_dim_is_one_line(covariance, x_dim):
     with pytest.raises(XattrError, match="JointGaussian: covariance"):
         JointGaussian(covariance, x_dim)
+
+
+def test_one_coordinate_of_x_and_one_of_w_are_enough():
+    model = JointGaussian(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), 1)
+    assert model.cond_dim == 1 and model.information([0]) == pytest.approx(-0.5 * torch.log(torch.tensor(0.75)).item())
