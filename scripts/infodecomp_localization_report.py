@@ -140,7 +140,10 @@ def localization_table(paths: list[str], by: list[str] = ()) -> pd.DataFrame:
         groups.setdefault(group, {}).setdefault(keys["split"], []).append(curves)
     rows = []
     for (model, words, method, draws), splits in sorted(groups.items(), key=lambda g: tuple(map(str, g[0]))):
-        test = pd.concat(splits.get("test", []) or [s for k, v in splits.items() if k != "val" for s in v])
+        reported = splits.get("test", []) or [s for k, v in splits.items() if k != "val" for s in v]
+        if not reported:  # held-out runs only (a sweep whose test half has not run yet): nothing to report
+            continue
+        test = pd.concat(reported)
         if test.empty:
             continue
         test = test[~test.index.duplicated()]  # re-runs of one configuration: each image once

@@ -98,6 +98,9 @@ def test_localization_runs_and_report_with_the_whole_image_row(tmp_path, t2i_fol
         run_task.run(cfg(tmp_path, *base, "method=info_cmi", "method.n_draws=2", f"dataset.split={split}"),
                      out_dir=tmp_path / "loc" / f"cmi-{split}")
     run_task.run(cfg(tmp_path, *base, "method=whole_image"), out_dir=tmp_path / "loc" / "whole")
+    # a configuration with its held-out half only (a sweep cut before its test runs): left out, not an error
+    run_task.run(cfg(tmp_path, *base, "method=info_mi", "method.n_draws=2", "dataset.split=val"),
+                 out_dir=tmp_path / "loc" / "mi-val")
     report = script("infodecomp_localization_report")
     assert report.main([str(tmp_path / "loc")]) == 0
     table = pd.read_csv(tmp_path / "loc" / "localization.csv")
@@ -107,6 +110,7 @@ def test_localization_runs_and_report_with_the_whole_image_row(tmp_path, t2i_fol
     cmi = table[table["method"] == "info_cmi"].iloc[0]
     assert cmi["fair_from"] == "val split" and cmi["n"] == 3 and cmi["fair"] <= cmi["oracle"] + 1e-12
     assert "Conditional Mutual Info." in (tmp_path / "loc" / "localization.md").read_text()
+    assert "info_mi" not in set(table["method"])
     # paired CMI − whole image on the same samples: the mean of the per-sample differences
     paired = pd.read_csv(tmp_path / "loc" / "localization_paired.csv")
     row = paired[paired["method"] == "whole_image"].iloc[0]
