@@ -196,9 +196,16 @@ def render(table: pd.DataFrame, paper: pd.DataFrame, paired: pd.DataFrame | None
         wide = paper.assign(value=100 * paper["mean"]).pivot_table(index="method", columns="metric", values="value",
                                                                    aggfunc="first")
         wide.index = [PAPER_LABELS.get(m, m) for m in wide.index]
+        wide = wide[sorted(wide.columns, key=_draw_count)]  # miou_oracle@50, @100, @200: by draws, not as text
         lines.append(markdown_table(wide.round(2).reset_index(names="method")).rstrip())
         lines.append("")
     return "\n".join(lines)
+
+
+def _draw_count(column: str) -> tuple[int, str]:
+    """Sort key of a paper column ``<metric>@<draws>``: the draw count as a number (columns without one last)."""
+    _, _, draws = column.rpartition("@")
+    return (int(draws), column) if draws.isdigit() else (sys.maxsize, column)
 
 
 def main(argv: list[str] | None = None) -> int:
