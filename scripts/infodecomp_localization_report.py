@@ -122,7 +122,10 @@ def paired_table(table: pd.DataFrame, reference: str = "info_cmi") -> pd.DataFra
                 rows.append({"model": model, "words": words, "draws": draws, "method": r.method, "n": len(common),
                              "difference": d.mean(), "se": _se(d), "reference better": float(np.mean(d > 0)),
                              "reference worse": float(np.mean(d < 0))})
-    return pd.DataFrame(rows)
+    paired = pd.DataFrame(rows)
+    # one method's rows in the order of their draws (50, 100, 200), whatever order the table came in
+    return paired.sort_values(["model", "words", "method", "draws"], kind="stable", ignore_index=True) if rows \
+        else paired
 
 
 def _se(values: np.ndarray) -> float:

@@ -130,6 +130,11 @@ def test_paired_differences_use_the_common_samples_at_equal_draws():
     paired = report.paired_table(frame)
     assert len(paired) == 1
     row = paired.iloc[0]
+    # rows by draws as numbers: 50 before 100 even when the table lists 100 first (as text sorting does)
+    values = pd.Series([0.5, 0.6, 0.7, 0.8], index=ids)
+    text_order = pd.DataFrame([{"model": "m", "words": "nouns", "method": method, "draws": draws,
+                                "fair_values": values} for draws in (100, 50) for method in ("info_cmi", "daam")])
+    assert report.paired_table(text_order)["draws"].tolist() == [50, 100]
     assert row["n"] == 3 and row["difference"] == pytest.approx(np.mean([0.6 - 0.1, 0.7 - 0.2, 0.8 - 0.9]))
     assert row["reference better"] == pytest.approx(2 / 3)
 
