@@ -142,7 +142,7 @@ def localization_table(paths: list[str], by: list[str] = ()) -> pd.DataFrame:
         group = (keys["model"], keys["words"], keys["method"], keys["draws"])
         groups.setdefault(group, {}).setdefault(keys["split"], []).append(curves)
     rows = []
-    for (model, words, method, draws), splits in sorted(groups.items(), key=lambda g: tuple(map(str, g[0]))):
+    for (model, words, method, draws), splits in sorted(groups.items(), key=_group_order):
         reported = splits.get("test", []) or [s for k, v in splits.items() if k != "val" for s in v]
         if not reported:  # held-out runs only (a sweep whose test half has not run yet): nothing to report
             continue
@@ -153,6 +153,13 @@ def localization_table(paths: list[str], by: list[str] = ()) -> pd.DataFrame:
         val = pd.concat(splits["val"]) if splits.get("val") else None
         rows.append({"model": model, "words": words, "method": method, "draws": draws, **evaluate(test, val)})
     return pd.DataFrame(rows)
+
+
+def _group_order(item: tuple[tuple, dict]) -> tuple:
+    """Sort key of a ``((model, words, method, draws), splits)`` group: names as text, draws as a number (50 before
+    100; the draw-less whole image first)."""
+    (model, words, method, draws), _ = item
+    return str(model), str(words), str(method), -1 if draws is None else int(draws)
 
 
 def paper_rows(paper_csv: Path) -> pd.DataFrame:

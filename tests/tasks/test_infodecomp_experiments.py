@@ -146,7 +146,7 @@ def test_reports_without_runs_exit_2_as_xattr_report(tmp_path):
 
 def test_paper_columns_are_in_the_order_of_their_draws():
     report = script("infodecomp_localization_report")
-    paper = report.paper_rows(Path(report.ROOT) / "xattr" / "paper" / "infodecomp.csv")
+    paper = report.paper_rows(report.ROOT / "xattr" / "paper" / "infodecomp.csv")
     header = next(line for line in report.render(pd.DataFrame(columns=["model", "words"]), paper).splitlines()
                   if line.startswith("| method"))
     assert header.split(" | ")[1:] == ["miou_oracle@50", "miou_oracle@100", "miou_oracle@200 |"]
